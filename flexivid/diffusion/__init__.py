@@ -1,0 +1,1 @@
+"""Rectified-flow training target, samplers, patch schedules and guidance."""

