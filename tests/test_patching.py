@@ -97,3 +97,14 @@ def test_projection_is_cached():
     assert embed_projection((1, 2, 2), (1, 4, 4), "paper") is embed_projection((1, 2, 2), (1, 4, 4), "paper")
     with pytest.raises(ValueError, match="allowed"):
         embed_projection((1, 2, 2), (1, 4, 4), "bicubic")
+
+
+def test_patch_embed_equals_conv3d():
+    emb = FlexiPatchEmbed(3, 8, (1, 2, 2))
+    emb.add_mode("coarse_time", (2, 2, 2))
+    x = torch.randn(2, 3, 4, 6, 6)
+    for mode in ("full", "coarse_time"):
+        tok, grid = emb(x, mode)
+        ref = emb.proj[mode](x)
+        assert grid == tuple(ref.shape[2:])
+        assert torch.allclose(tok, ref.flatten(2).transpose(1, 2), atol=1e-5)

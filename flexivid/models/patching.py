@@ -118,9 +118,12 @@ class FlexiPatchEmbed(nn.Module):
         self.patches[name] = patch
 
     def forward(self, x: torch.Tensor, mode: str):
-        x = self.proj[mode](x)
-        grid = tuple(x.shape[2:])
-        return rearrange(x, "b d t h w -> b (t h w) d"), grid
+        # kernel == stride, so the conv is one matmul over flattened patches; computing it that way avoids slow
+        # Conv3d paths (CPU kernels with pt > 1) and gives the same numbers as F.conv3d.
+        conv, (pt, ph, pw) = self.proj[mode], self.patches[mode]
+        grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
+        patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
+        return F.linear(patches, conv.weight.flatten(1), conv.bias), grid
 
 
 class FlexiDeEmbed(nn.Module):
