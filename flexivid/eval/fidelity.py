@@ -1,0 +1,170 @@
+"""Prompt fidelity: measure what a generated clip shows and compare it with what the prompt asked for.
+
+``measure_attributes`` is the inverse of the synthetic renderer (``flexivid.data.synthetic``): it recovers the
+background, the object's colour, shape and size, and its direction and speed from pixels alone. Every step uses
+robust statistics (medians over frames and pixels, a soft coverage mask measured along the object-background
+colour axis) so blurry or noisy generated clips are still measured; an attribute that cannot be measured is
+``None``, which ``prompt_fidelity`` counts as wrong.
+
+Measured on the dataset itself (both splits, 16x64x64) every attribute is recovered on >= 98% of clips
+(see tests/test_fidelity.py); pure noise clips are rejected (all ``None``), i.e. score at or below chance.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from flexivid.data.synthetic import (ATTRIBUTES, BACKGROUNDS, COLOURS, SIZE_RADIUS, SPEED_TRAVEL,
+                                     HALF_EXTENT, parse_caption)
+
+__all__ = ["measure_attributes", "prompt_fidelity", "parse_caption"]
+
+# Colours in [0, 1] RGB. Object colours are >= 0.57 away from every background, so a pixel more than
+# OBJECT_DISTANCE from the background is (mostly) object.
+_COLOURS = {k: np.array(v, np.float32) / 255 for k, v in COLOURS.items()}
+_BACKGROUNDS = {k: np.array(v, np.float32) / 255 for k, v in BACKGROUNDS.items()}
+OBJECT_DISTANCE = 0.3
+PALETTE_TOLERANCE = 0.3  # a measured colour further than this from every palette entry is "unmeasurable"
+MAX_OBJECT_FRACTION = 0.4  # more "object" than this share of all pixels means no plain background (e.g. noise)
+
+# Decision thresholds sit halfway between the renderer's classes (geometric mean for ratios).
+_SMALL_AREA, _LARGE_AREA = (math.pi * SIZE_RADIUS[s] ** 2 for s in ("small", "large"))
+SIZE_THRESHOLD = math.sqrt(_SMALL_AREA * _LARGE_AREA)  # object area / min(H, W)^2
+SPEED_THRESHOLD = math.sqrt(SPEED_TRAVEL["slow"] * SPEED_TRAVEL["fast"])  # travel over the clip / min(H, W)
+MIN_TRAVEL = 0.05  # below this (fraction of min(H, W)) the object is "not moving": direction unmeasurable
+# Area / bounding-box area: triangle 0.5, circle pi/4 ~ 0.785, square 1.0 (measured on clean clips: 0.52-0.59,
+# 0.75-0.79, >= 0.997). Blur rounds corners, raising a small triangle's fill to ~0.68 and lowering a small
+# square's to ~0.94 (Gaussian sigma ~1.2 px at 64x64), so the cuts sit above those, not at the midpoints.
+FILL_CIRCLE, FILL_SQUARE = 0.70, 0.87
+
+
+def _nearest(colour: np.ndarray, palette: dict[str, np.ndarray]) -> str | None:
+    name, dist = min(((k, float(np.linalg.norm(colour - v))) for k, v in palette.items()), key=lambda kv: kv[1])
+    return name if dist <= PALETTE_TOLERANCE else None
+
+
+def _soft_mask(proj: np.ndarray) -> np.ndarray:
+    """Coverage in [0, 1] from the position along the background->object colour axis (0 = bg, 1 = object).
+
+    The middle half of the axis is stretched to [0, 1]: faint noise reads 0 and full object 1, while a linear
+    anti-aliased edge keeps its total area (the ramp is symmetric about 0.5).
+    """
+    return np.clip((proj - 0.25) / 0.5, 0.0, 1.0)
+
+
+def _locate(cov: np.ndarray, s: int, reach: int) -> tuple[tuple[float, float], bool] | None:
+    """Object centre (y, x) in pixels and whether it touches the frame edge, from one coverage map ``(H, W)``."""
+    h, w = cov.shape
+    ys, xs = np.nonzero(cov > 0.5)
+    if len(ys) < max(2, 0.25 * _SMALL_AREA * s * s):
+        return None
+    # The median of the object's pixels finds it despite stray blobs elsewhere; the centroid is then taken in a
+    # window that fits the largest object, so far-away noise does not pull it.
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    y0, y1, x0, x1 = max(0, cy - reach), min(h, cy + reach + 1), max(0, cx - reach), min(w, cx + reach + 1)
+    win = cov[y0:y1, x0:x1]
+    gy, gx = np.mgrid[y0:y1, x0:x1] + 0.5  # pixel centres
+    mass = float(win.sum())
+    touches = bool((y0 == 0 and win[0].max() > 0.5) or (y1 == h and win[-1].max() > 0.5)
+                   or (x0 == 0 and win[:, 0].max() > 0.5) or (x1 == w and win[:, -1].max() > 0.5))
+    return (float((win * gy).sum() / mass), float((win * gx).sum() / mass)), touches
+
+
+def _aligned_mean(proj: np.ndarray, centres: list[tuple[float, float]], reach: int) -> np.ndarray:
+    """Average of ``(2*reach+1)^2`` crops of ``proj (T', H, W)`` centred on the object in each frame.
+
+    The object only translates, so aligning and averaging frames keeps its shape and divides pixel noise by
+    ~sqrt(T); shape and size are measured on this template instead of on single noisy frames.
+    """
+    padded = np.pad(proj, ((0, 0), (reach, reach), (reach, reach)))
+    crops = []
+    for frame, (cy, cx) in zip(padded, centres):
+        iy, ix = int(round(cy - 0.5)), int(round(cx - 0.5))  # pixel index of the centre (+reach from padding)
+        crops.append(frame[iy:iy + 2 * reach + 1, ix:ix + 2 * reach + 1])
+    return np.mean(crops, axis=0)
+
+
+def measure_attributes(video: torch.Tensor) -> dict:
+    """Recover the synthetic attributes from one clip ``(3, T, H, W)`` float in ``[-1, 1]``.
+
+    Returns a dict with every key of ``ATTRIBUTES`` (colour, shape, size, direction, speed, background); a value
+    is ``None`` where it cannot be measured (no object, no plain background, no motion, one frame, ...).
+    """
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"measure_attributes expects a clip (3, T, H, W), got {tuple(video.shape)}")
+    out: dict = {k: None for k in ATTRIBUTES}
+    # numpy from here on: per-clip arrays are small, and torch's thread pool only adds overhead at this size.
+    px = (np.clip(video.detach().cpu().float().numpy(), -1, 1) + 1) / 2
+    px = np.ascontiguousarray(px.transpose(1, 2, 3, 0))  # (T, H, W, 3) in [0, 1]
+    t, h, w, _ = px.shape
+    s = min(h, w)
+    b = max(1, s // 32)
+    border = np.concatenate([px[:, :b].reshape(-1, 3), px[:, -b:].reshape(-1, 3),
+                             px[:, :, :b].reshape(-1, 3), px[:, :, -b:].reshape(-1, 3)])
+    bg = np.median(border, axis=0)  # the object covers little of the border, so the median is background
+    out["background"] = _nearest(bg, _BACKGROUNDS)
+
+    dist = np.linalg.norm(px - bg, axis=-1)  # (T, H, W)
+    far = dist > OBJECT_DISTANCE
+    if far.mean() > MAX_OBJECT_FRACTION or far.sum() < 0.25 * _SMALL_AREA * s * s * t:
+        return out  # no plain background to measure against, or no object at all
+    # Object colour from the farther half of the object pixels: small objects are mostly anti-aliased rim,
+    # whose background-tinted colours would otherwise pull the median off the palette.
+    core = dist >= np.median(dist[far])
+    fg = np.median(px[core], axis=0)
+    out["colour"] = _nearest(fg, _COLOURS)
+
+    # Position of every pixel along the background->object colour axis (drops off-axis noise).
+    axis = fg - bg
+    proj = ((px - bg) @ axis) / float(axis @ axis)  # (T, H, W)
+    cov = _soft_mask(proj)
+    reach = int(np.ceil(max(HALF_EXTENT["triangle"]) * SIZE_RADIUS["large"] * s * 1.3)) + 2
+    found = [(i, m) for i in range(t) if (m := _locate(cov[i], s, reach)) is not None]
+    if not found:
+        return out
+    # Shape and size from frames where the object is whole (all frames if it always touches the edge).
+    whole = [(i, c) for i, (c, touches) in found if not touches] or [(i, c) for i, (c, _) in found]
+    template = _soft_mask(_aligned_mean(proj[[i for i, _ in whole]], [c for _, c in whole], reach))
+    area = float(template.sum())
+    out["size"] = "large" if area / (s * s) > SIZE_THRESHOLD else "small"
+    # Soft extents: a column's max coverage is its share of the object's width (exact for anti-aliased edges).
+    fill = area / max(float(template.max(axis=0).sum() * template.max(axis=1).sum()), 1e-6)
+    out["shape"] = "square" if fill > FILL_SQUARE else "circle" if fill > FILL_CIRCLE else "triangle"
+
+    if len(found) >= 2:
+        # Least-squares line through the centres: robust to per-frame jitter, unlike last-minus-first.
+        idx = np.array([i for i, _ in found], np.float64)
+        centres = np.array([c for _, (c, _) in found])
+        slope = np.polyfit(idx, centres, 1)[0]  # (2,) pixels per frame, (dy, dx)
+        travel = slope * (t - 1) / s
+        ax = int(np.argmax(np.abs(travel)))
+        if abs(travel[ax]) >= MIN_TRAVEL:
+            out["direction"] = (("up", "down"), ("left", "right"))[ax][int(travel[ax] > 0)]
+            out["speed"] = "fast" if abs(travel[ax]) > SPEED_THRESHOLD else "slow"
+    return out
+
+
+def prompt_fidelity(videos: torch.Tensor | Iterable[torch.Tensor], attrs_list: Sequence[dict | str]) -> dict:
+    """Share of clips whose measured attributes match the requested ones.
+
+    ``videos``: ``(B, 3, T, H, W)`` or an iterable of ``(3, T, H, W)`` clips in ``[-1, 1]``. ``attrs_list``: per
+    clip a ground-truth dict (``dataset[i]["attrs"]``) or a prompt string (parsed with ``parse_caption``); only
+    the attributes a clip requests are scored for it. Returns ``{attribute: accuracy, ..., "mean": mean over the
+    scored attributes, "num_clips": B}``; attributes no clip requests are left out.
+    """
+    wanted = [parse_caption(a) if isinstance(a, str) else a for a in attrs_list]
+    hits: dict[str, list[bool]] = {k: [] for k in ATTRIBUTES}
+    n = 0
+    for video, want in zip(videos, wanted, strict=True):
+        got = measure_attributes(video)
+        for k, value in want.items():
+            if k in hits and value is not None:
+                hits[k].append(got[k] == value)
+        n += 1
+    result = {k: float(np.mean(v)) for k, v in hits.items() if v}
+    result["mean"] = float(np.mean(list(result.values()))) if result else float("nan")
+    result["num_clips"] = n
+    return result
