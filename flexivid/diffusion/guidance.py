@@ -1,0 +1,127 @@
+"""Classifier-free guidance and FlexiDiT's weak-to-strong guidance with mixed patch sizes (method.md section 5).
+
+The model predicts a velocity; both guidance rules are linear in the prediction, so they read the same for
+velocities as for the paper's epsilons:
+
+* same mode in both branches, or a guide mode at least as strong as the conditional one: standard CFG
+  ``v = v(x, null; p_g) + s1 * (v(x, c; p_c) - v(x, null; p_g))``;
+* conditional mode stronger (more tokens) than the guide mode, weak-to-strong on: the guide is the weak mode's
+  CONDITIONAL prediction, "a worse version of itself" (autoguidance):
+  ``v = v(x, c; weak) + s2 * (v(x, c; strong) - v(x, c; weak))`` with ``(1 - s1) / (1 - s2) = 2.5``.
+
+``guided_velocity`` runs the two branch predictions in one of three equivalent ways: one batched call (same mode,
+the null text is a batch row), one packed row (different token counts, ``FlexiVideoDiT.forward_packed``), or two
+separate calls.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# The paper's rule (App. B.4): (1 - s1) / (1 - s2) = 2.5 "works consistently".
+W2S_RATIO = 2.5
+HOW = ("auto", "batched", "packed", "separate")
+
+
+def cfg(v_uncond: torch.Tensor, v_cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance ``v_u + s * (v_c - v_u)``; any matching shapes, e.g. ``(B, C, T, H, W)``."""
+    return v_uncond + scale * (v_cond - v_uncond)
+
+
+def weak_to_strong(v_weak: torch.Tensor, v_strong: torch.Tensor, scale: float) -> torch.Tensor:
+    """Weak-to-strong guidance ``v(c; weak) + s2 * (v(c; strong) - v(c; weak))`` (both conditional predictions)."""
+    return v_weak + scale * (v_strong - v_weak)
+
+
+def s2_from_s1(s1: float, ratio: float = W2S_RATIO) -> float:
+    """Weak-to-strong scale from the CFG scale by ``(1 - s1) / (1 - s2) = ratio``; s1 = 4 gives s2 = 2.2."""
+    return 1.0 - (1.0 - s1) / ratio
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one denoising step runs. ``kind``: ``cfg``, ``weak_to_strong`` or ``cond_only`` (guidance off).
+
+    ``guide_mode`` is None for ``cond_only``; ``guide_text`` says whether the guide branch sees the prompt (the
+    weak conditional) or the null text (CFG).
+    """
+
+    kind: str
+    cond_mode: str
+    guide_mode: str | None
+    guide_text: bool
+
+
+def plan_step(cond_mode: str, guide_mode: str, modes: dict[str, tuple[int, int, int]], weak_to_strong: bool = True,
+              guided: bool = True) -> StepPlan:
+    """Decide the predictions a step needs from the schedule's ``(cond_mode, guide_mode)``.
+
+    A mode is stronger when it makes more tokens, i.e. has the smaller patch volume. ``guided=False`` (scale 1)
+    needs only the conditional prediction.
+    """
+    for m in (cond_mode, guide_mode):
+        if m not in modes:
+            raise ValueError(f"unknown mode {m!r}; this model has modes: {', '.join(modes)}")
+    if not guided:
+        return StepPlan("cond_only", cond_mode, None, False)
+    if weak_to_strong and math.prod(modes[cond_mode]) < math.prod(modes[guide_mode]):
+        return StepPlan("weak_to_strong", cond_mode, guide_mode, True)
+    return StepPlan("cfg", cond_mode, guide_mode, False)
+
+
+def _check_how(how: str) -> None:
+    if how not in HOW:
+        raise ValueError(f"unknown guidance execution {how!r}; allowed: {', '.join(HOW)}")
+
+
+def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
+                       plan: StepPlan, how: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(v_cond, v_guide)``, each ``(B, C, T, H, W)``; ``v_guide`` is None for ``cond_only``.
+
+    Args:
+        x: latents ``(B, C, T, H, W)`` in the model's dtype; t: ``(B,)`` or a scalar.
+        text: prompt tokens ``(B, L, Dt)``; text_mask: ``(B, L)`` bool.
+        how: ``auto`` (batched when the modes match, else packed when the model can pack), ``batched`` (same mode
+            only: one call of batch 2B with the null text as rows), ``packed`` (``model.forward_packed``) or
+            ``separate`` (two calls). All give the same result up to float rounding.
+    """
+    _check_how(how)
+    if plan.guide_mode is None:
+        return model(x, t, text, text_mask, plan.cond_mode), None
+    same = plan.cond_mode == plan.guide_mode
+    if how == "auto":
+        how = "batched" if same else ("packed" if hasattr(model, "forward_packed") else "separate")
+    guide_text, guide_mask = (text, text_mask) if plan.guide_text else (None, None)
+    if how == "batched":
+        if not same:
+            raise ValueError(f"batched guidance needs one mode for both branches, got {plan.cond_mode} and "
+                             f"{plan.guide_mode}; use packed or separate")
+        b = x.shape[0]
+        t2 = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(b).repeat(2)
+        text2 = torch.cat([text, text])
+        mask2 = None if text_mask is None else torch.cat([text_mask, text_mask])
+        if not plan.guide_text:  # the second half becomes the null text, exactly as text=None would give
+            drop = torch.arange(2 * b, device=x.device) >= b
+            text2, mask2 = model.drop_text(text2, mask2, drop)
+        v = model(torch.cat([x, x]), t2, text2, mask2, plan.cond_mode)
+        return v[:b], v[b:]
+    requests = [(x, t, text, text_mask, plan.cond_mode), (x, t, guide_text, guide_mask, plan.guide_mode)]
+    if how == "packed":
+        v_cond, v_guide = model.forward_packed(requests)
+        return v_cond, v_guide
+    return model(*requests[0]), model(*requests[1])
+
+
+def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
+                    plan: StepPlan, scale: float, how: str = "auto", ratio: float = W2S_RATIO) -> torch.Tensor:
+    """The guided float32 velocity ``(B, C, T, H, W)`` for one step; ``scale`` is the CFG scale s1 (weak-to-strong steps
+    use ``s2_from_s1(scale, ratio)``). Arguments as in ``branch_predictions``."""
+    v_cond, v_guide = branch_predictions(model, x, t, text, text_mask, plan, how)
+    if plan.kind == "cond_only":
+        return v_cond.float()
+    v_cond, v_guide = v_cond.float(), v_guide.float()  # combine in fp32: s * (a - b) of bf16 values loses digits
+    if plan.kind == "weak_to_strong":
+        return weak_to_strong(v_guide, v_cond, s2_from_s1(scale, ratio))
+    return cfg(v_guide, v_cond, scale)

