@@ -21,7 +21,6 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig, config_from_dict, config_to_dict
 from .dit import FlexiVideoDiT
-from .flexify import flexify, mode_parameters
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -42,6 +41,13 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 def _to_save(tensors: dict, dtype) -> dict:
     return {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
             for k, v in tensors.items()}
+
+
+def mode_parameters(model: FlexiVideoDiT, mode: str):
+    """See ``flexify.mode_parameters``; imported lazily so loading a model does not import peft up front."""
+    from .flexify import mode_parameters as params
+
+    return params(model, mode)
 
 
 def base_state_dict(model: FlexiVideoDiT) -> dict[str, torch.Tensor]:
@@ -97,6 +103,8 @@ def load_model(path: str | os.PathLike, device="cpu", dtype: torch.dtype | None 
         sel = {m: tuple(available[m]) for m in wanted}
         lora = [m for m in wanted if m in meta.get("lora_modes", [])]
         if lora:
+            from .flexify import flexify
+
             flexify(model, {m: sel[m] for m in lora}, lora_rank=meta["lora_rank"], lora_alpha=meta["lora_alpha"])
         for m in wanted:
             if m not in lora:
