@@ -28,7 +28,6 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "matplotlib>=3.7",
-        "torchmetrics>=1.3",
     ],
     extras_require={
         # xformers' CUDA kernels must match the installed torch; flexivid probes them at run time and uses SDPA

