@@ -1,0 +1,148 @@
+"""Checkpoints for resuming (DeepSpeed state) and exports for use (safetensors, ``flexivid.models.serialization``).
+
+Layout under ``<out_dir>``::
+
+    ckpt/step0000500/        DeepSpeed save_checkpoint (module, ZeRO optimizer shards, LR schedule, client state)
+    ckpt/step0000500/rng_rank{r}.pt   each rank's python / numpy / torch / cuda RNG states
+    ckpt/latest              the tag of the newest COMPLETE checkpoint, written last and atomically
+    export/                  save_model of the EMA weights + everything generation needs (text, autoencoder, clip)
+
+DeepSpeed's own ``latest`` file is disabled (``save_latest=False``): ours is replaced (tmp file + ``os.replace``)
+only after every rank finished writing, so a run killed mid-save resumes from the previous complete checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..config import Config, config_to_dict
+from ..models.dit import FlexiVideoDiT
+from ..models.serialization import atomic_write, save_model
+from .ema import EMA
+
+LATEST = "latest"
+
+
+def step_tag(step: int) -> str:
+    return f"step{step:07d}"
+
+
+def rng_state() -> dict:
+    """This process's global RNG states (python, numpy, torch CPU, and CUDA when present)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, client_state: dict, keep: int) -> Path:
+    """Save the DeepSpeed state of ``step`` (all ranks call this), then publish it as ``latest`` and prune.
+
+    ``client_state`` travels inside DeepSpeed's model-states file (EMA, step, data position, ...).
+    """
+    ckpt_dir = Path(out_dir) / "ckpt"
+    tag = step_tag(step)
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    atomic_write(ckpt_dir / tag / f"rng_rank{rank}.pt", lambda p: torch.save(rng_state(), p))
+    _barrier()  # every rank's shards and RNG file are on disk before the checkpoint is published
+    if rank == 0:
+        atomic_write(ckpt_dir / LATEST, lambda p: Path(p).write_text(tag + "\n"))
+        tags = sorted(d.name for d in ckpt_dir.iterdir() if d.is_dir() and d.name.startswith("step"))
+        # Tags after this one belong to an abandoned timeline (a save killed before `latest` moved, then resumed).
+        done = [t for t in tags if t <= tag]
+        for old in done[:max(0, len(done) - max(1, keep))] + [t for t in tags if t > tag]:
+            shutil.rmtree(ckpt_dir / old, ignore_errors=True)
+    _barrier()
+    return ckpt_dir / tag
+
+
+def latest_tag(out_dir: str | os.PathLike) -> str | None:
+    """The tag named by ``<out_dir>/ckpt/latest``, or None when there is no complete checkpoint."""
+    f = Path(out_dir) / "ckpt" / LATEST
+    return f.read_text().strip() if f.is_file() else None
+
+
+def load_checkpoint(engine, out_dir: str | os.PathLike) -> dict:
+    """Restore engine, optimizer, LR schedule and this rank's RNG from the latest checkpoint; return client state."""
+    tag = latest_tag(out_dir)
+    ckpt_dir = Path(out_dir) / "ckpt"
+    if tag is None:
+        raise FileNotFoundError(f"nothing to resume: no {ckpt_dir / LATEST} (run without --resume to start fresh)")
+    path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_optimizer_states=True,
+                                          load_lr_scheduler_states=True)
+    if path is None:
+        raise FileNotFoundError(f"checkpoint {ckpt_dir / tag} named by {ckpt_dir / LATEST} could not be loaded")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = ckpt_dir / tag / f"rng_rank{rank}.pt"
+    if rng_file.is_file():  # absent when resuming on more ranks than saved: those start from fresh RNG
+        set_rng_state(torch.load(rng_file, weights_only=False))
+    return client
+
+
+def source_text_config(cfg: Config) -> dict:
+    """The text encoder that produced the training embeddings, as a ``TextConfig`` dict for generation.
+
+    Training may read a cache (``text.encoder: cache``); generation needs the encoder that built it, which the
+    cache's safetensors metadata names (``flexivid.text.build_text_cache``). The export then names that encoder and
+    no cache (generation encodes free prompts; the cache only holds training captions). A cache of unknown origin
+    keeps the YAML's text config.
+    """
+    text = config_to_dict(cfg.text)
+    if cfg.text.encoder != "cache" or not cfg.text.cache_path or not Path(cfg.text.cache_path).is_file():
+        return text
+    from safetensors import safe_open
+
+    with safe_open(cfg.text.cache_path, framework="pt") as f:
+        meta = f.metadata() or {}
+    kind, _, where = (meta.get("encoder") or "").partition(":")  # text.py writes "minilm:<name>" / "hf:<path>"
+    if kind in ("minilm", "hf"):
+        text.update(encoder=kind, path=where if kind == "hf" else None, cache_path=None)
+        if meta.get("max_length"):
+            text["max_length"] = int(meta["max_length"])
+    return text
+
+
+def export_extra(cfg: Config, step: int) -> dict:
+    """Everything besides the weights that generation needs to rebuild the run from the export alone."""
+    d = cfg.data
+    return {"text": source_text_config(cfg), "autoencoder": config_to_dict(cfg.autoencoder),
+            "data": {"name": d.name, "num_frames": d.num_frames, "height": d.height, "width": d.width, "fps": d.fps},
+            "training": {"stage": cfg.stage, "step": step, "seed": cfg.seed, "weights": "ema",
+                         "ema_decay": cfg.train.ema_decay,
+                         "shared_weights": cfg.stage == "distill" and cfg.distill.shared_weights}}
+
+
+def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, extra: dict) -> Path:
+    """Write ``fresh`` (a CPU float32 model with the run's structure and frozen weights) with the EMA weights.
+
+    Every trainable parameter must be in the EMA and vice versa, so the export can never silently mix weights.
+    """
+    params = dict(fresh.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if trainable != set(ema.shadow):
+        raise ValueError(f"EMA and the export model's trainable parameters differ: "
+                         f"{sorted(trainable ^ set(ema.shadow))[:4]}")
+    with torch.no_grad():
+        for n, v in ema.shadow.items():
+            params[n].copy_(v.to(params[n].device, params[n].dtype))
+    return save_model(fresh, Path(out_dir) / "export", extra=extra)

@@ -1,0 +1,277 @@
+"""The training loop for ``stage: pretrain`` and ``stage: distill``, on DeepSpeed (ZeRO 0-3), CPU or CUDA.
+
+``train(cfg, config_path, resume)`` runs under the ``deepspeed`` launcher, ``torchrun``, or plain ``python`` (one
+process: the rendezvous variables get single-process defaults). One optimizer step = ``train.grad_accum``
+micro-batches of ``train.micro_batch_size`` clips on every rank:
+
+    clip (B, 3, T, H, W) -> autoencoder.encode (no grad) -> x0 latents (B, C, T', H', W')
+    caption -> text encoder (usually the safetensors cache) -> tokens (B, L, Dt), mask (B, L)
+    DiffusionObjective: caption dropout, t, noise from the step's generator -> loss -> engine.backward/step
+
+Pretraining regresses the flow velocity in ``full`` mode. Distillation (FlexiDiT LoRA variant) loads
+``distill.base_checkpoint`` (its architecture; the YAML's ``model`` section is not used), ``flexify``-s it and
+trains only each weak mode's LoRA + embed/de-embed + mode embedding to match the frozen ``full`` mode; the weak
+mode of a step is drawn from ``distill.mode_weights`` with a (seed, step)-derived RNG, the same on every rank.
+``distill.shared_weights`` is the paper's other variant: every parameter trains on the flow loss at a random mode
+per step, ``full`` included.
+
+All randomness is derived from (seed, step, rank), see ``batches``; checkpoints (``checkpoint``) hold DeepSpeed's
+state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels: an
+H100 bf16 run resumed and a fresh one both differ from another fresh run by ~5e-13). Every checkpoint also
+refreshes ``<out_dir>/export``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import Config, config_to_dict
+from ..models.attention import describe_backend
+from ..models.dit import FlexiVideoDiT
+from ..models.flops import forward_flops
+from .batches import StepSampler, collate, step_generator, step_mode
+from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint
+from .deepspeed_config import resolve_precision, zero_stage
+from .ema import EMA
+from .losses import DiffusionObjective
+from .monitor import TrainMonitor
+from .preflight import cache_command, preflight
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)``; a plain ``python`` run gets single-process rendezvous defaults.
+
+    DeepSpeed needs all five variables, or it falls back to MPI discovery (``No module named 'mpi4py'``).
+    """
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+
+
+def _init_deepspeed(device: torch.device):
+    import deepspeed
+
+    if device.type == "cpu":
+        # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce op with g++ (~60-100 s) on first use;
+        # gloo's own collectives are enough here. (importlib: the attribute deepspeed.comm.torch is torch itself.)
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    else:
+        torch.cuda.set_device(device)
+    # DeepSpeed's LR schedulers warn "get learning rate ... before it has started" while setting their initial LR.
+    deepspeed.utils.logger.addFilter(lambda record: "before it has started" not in record.getMessage())
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():  # our own init binds NCCL to this rank's GPU (DeepSpeed's would make it guess)
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    return deepspeed
+
+
+def _mode_weights(cfg: Config) -> dict[str, float]:
+    """Mode name -> sampling weight of the modes this run trains (uniform unless ``distill.mode_weights``)."""
+    if cfg.stage == "pretrain":
+        return {"full": 1.0}
+    d = cfg.distill
+    names = (["full"] if d.shared_weights else []) + list(d.modes)
+    return {n: float(d.mode_weights.get(n, 0.0)) for n in names} if d.mode_weights else {n: 1.0 for n in names}
+
+
+class Trainer:
+    """One training run: builds everything in ``__init__``, trains in ``run``. See the module docstring."""
+
+    def __init__(self, cfg: Config, config_path: str, resume: bool = False):
+        self.cfg, self.config_path = cfg, config_path
+        self.rank, self.local_rank, self.world = distributed_env()
+        self.device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        ds_config = preflight(cfg, config_path, self.world, self.device.type, resume)  # fail fast, before imports
+        self.precision = resolve_precision(cfg.train.precision, self.device.type)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.out_dir = Path(cfg.train.out_dir)
+        self.resume = resume
+        deepspeed = _init_deepspeed(self.device)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = self._build_model()
+        self.mode_weights = _mode_weights(cfg)
+        objective = DiffusionObjective(
+            self.model, "distill" if cfg.stage == "distill" and not cfg.distill.shared_weights else "flow",
+            cfg.train.timestep_sampling, cfg.train.caption_dropout, self.dtype)
+        self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self.engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=list(self.trainable.values()),
+                                                    config=ds_config)
+        self.zero_stage = zero_stage(ds_config)
+        if self.zero_stage == 3:  # drop_text reads null_text outside FlexiVideoDiT.forward
+            deepspeed.zero.register_external_parameter(objective, self.model.null_text)
+        if cfg.train.compile:
+            if self.zero_stage == 3:
+                raise ValueError("train.compile is not supported with ZeRO-3 (its parameter hooks break graphs); "
+                                 "use ds_configs/zero2.json")
+            self.model.compile_blocks()  # regional compilation: the DiT blocks are the compute
+        self.ema = EMA(self.trainable, cfg.train.ema_decay)
+        self._fresh: FlexiVideoDiT | None = None
+        self._text_len: int | None = None
+
+    # ------------------------------------------------------------------------------------------- building
+    def _build_model(self) -> FlexiVideoDiT:
+        cfg = self.cfg
+        if cfg.stage == "pretrain":
+            return FlexiVideoDiT(cfg.model)
+        from ..models.flexify import flexify, mode_parameters
+        from ..models.serialization import load_model
+
+        d = cfg.distill
+        model = load_model(d.base_checkpoint, modes=[])
+        flexify(model, dict(d.modes), lora_rank=d.lora_rank, lora_alpha=d.lora_alpha, shared_weights=d.shared_weights)
+        got = {n for n, p in model.named_parameters() if p.requires_grad}
+        want = ({n for n, _ in model.named_parameters()} if d.shared_weights
+                else {n for m in d.modes for n in mode_parameters(model, m)})
+        if got != want:  # the LoRA variant must leave the base (and so the full mode) untouched
+            raise RuntimeError(f"trainable parameters differ from the expected set: {sorted(got ^ want)[:4]}")
+        return model
+
+    def _fresh_model(self) -> FlexiVideoDiT:
+        """A CPU fp32 model with this run's structure and frozen weights, for exports (built once)."""
+        if self._fresh is None:
+            with torch.random.fork_rng(devices=[]):  # building must not move the training RNG
+                self._fresh = self._build_model()
+        return self._fresh
+
+    def _data(self, start_step: int):
+        from ..autoencoders import build_autoencoder
+        from ..data import build_dataset
+        from ..text import build_text_encoder
+
+        cfg = self.cfg
+        dataset = build_dataset(cfg.data)
+        self.text_encoder = build_text_encoder(cfg.text, self.device)
+        self.autoencoder = build_autoencoder(cfg.autoencoder)
+        if isinstance(self.autoencoder, nn.Module):
+            self.autoencoder.to(self.device).eval()
+        sampler = StepSampler(len(dataset), cfg.seed, cfg.train.micro_batch_size, cfg.train.grad_accum, self.world,
+                              self.rank, start_step, cfg.train.steps)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                           num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+
+    def _encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions -> ``(tokens (B, L, Dt) float32, mask (B, L) bool)`` on the device."""
+        try:
+            tokens, mask = self.text_encoder.encode(captions)
+        except LookupError as e:  # text.UncachedCaptionError: name the command for THIS config
+            raise ValueError(f"{e} (for this run: {cache_command(self.config_path)})") from None
+        if tokens.shape[-1] != self.model.config.text_dim:
+            raise ValueError(f"text encoder gives {tokens.shape[-1]}-d tokens but model.text_dim is "
+                             f"{self.model.config.text_dim} (set model.text_dim in {self.config_path})")
+        if self._text_len is None:  # for the FLOPs estimate; measured once to avoid a device sync per step
+            self._text_len = max(1, round(mask.sum(1).float().mean().item()))
+        return tokens.to(self.device, torch.float32), mask.to(self.device, torch.bool)
+
+    def _step_flops(self, mode: str, latent_shape) -> float:
+        """Estimated FLOPs of one optimizer step on one GPU (fwd + bwd = 3 x forward; teacher forward once)."""
+        mcfg, b = self.model.config, self.cfg.train.micro_batch_size * self.cfg.train.grad_accum
+        lora = getattr(self.model, "lora_rank", 0) if mode in self.model.lora_modes else 0
+        fl = 3 * forward_flops(mcfg, self.model.modes[mode], latent_shape, self._text_len, b, lora)
+        if self.engine.module.objective == "distill":
+            fl += forward_flops(mcfg, self.model.modes["full"], latent_shape, self._text_len, b)
+        return float(fl)
+
+    # ----------------------------------------------------------------------------------------------- run
+    def _start_record(self, start_step: int) -> dict:
+        n_train = sum(p.numel() for p in self.trainable.values())
+        return {"event": "start", "stage": self.cfg.stage, "world_size": self.world, "device": str(self.device),
+                "precision": self.precision, "zero_stage": self.zero_stage, "start_step": start_step,
+                "trainable_params": n_train, "total_params": sum(p.numel() for p in self.model.parameters()),
+                "modes": self.mode_weights, "model": config_to_dict(self.model.config),
+                "config": config_to_dict(self.cfg)}
+
+    def _fingerprints(self) -> list[str] | None:
+        """Per-rank hash of the trainable weights (replicas must be identical); None under ZeRO-3 (sharded)."""
+        if self.zero_stage == 3:
+            return None
+        h = hashlib.sha256()
+        for n in sorted(self.trainable):
+            h.update(self.trainable[n].detach().float().cpu().numpy().tobytes())
+        out = [None] * self.world
+        dist.all_gather_object(out, h.hexdigest()[:16])
+        return out
+
+    def _checkpoint(self, step: int) -> None:
+        client = {"step": step, "ema": self.ema.state_dict(), "data_position": {"step": step, "samples_seen":
+                  step * self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world},
+                  "seeds": "noise, timesteps, dropout and modes are derived from (seed, step, rank)"}
+        save_checkpoint(self.engine, self.out_dir, step, client, self.cfg.train.keep_checkpoints)
+        if self.rank == 0:
+            export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, step))
+        dist.barrier()
+
+    def _train_steps(self, start: int, monitor: TrainMonitor) -> None:
+        cfg, t = self.cfg, self.cfg.train
+        batches = iter(self._data(start))
+        for step in range(start, t.steps):
+            mode = step_mode(cfg.seed, step, self.mode_weights)
+            lr = self.engine.get_lr()[0]
+            loss_sum = torch.zeros((), device=self.device)
+            for k in range(t.grad_accum):
+                batch = next(batches)
+                with torch.no_grad():
+                    x0 = self.autoencoder.encode(batch["video"].to(self.device, non_blocking=True)).float()
+                text, mask = self._encode_text(batch["caption"])
+                loss = self.engine(x0, text, mask, step_generator(cfg.seed, step, self.rank, k, self.device), mode)
+                self.engine.backward(loss)
+                self.engine.step()
+                loss_sum += loss.detach()
+            self.ema.update()
+            done = step + 1
+            monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
+            if done % t.ckpt_every == 0 or done == t.steps:
+                self._checkpoint(done)
+
+    def run(self) -> Path:
+        from ..models.flexify import trainable_summary
+
+        t = self.cfg.train
+        start = 0
+        if self.resume:
+            client = load_checkpoint(self.engine, self.out_dir)
+            self.ema.load_state_dict(client["ema"])
+            start = int(client["step"])
+        monitor = TrainMonitor(self.out_dir, t.steps, start, t.log_every, self.rank,
+                               t.micro_batch_size * t.grad_accum * self.world, self.device, list(self.mode_weights))
+        try:
+            monitor.event(self._start_record(start),
+                          f"{self.cfg.stage}: {trainable_summary(self.model)} | {self.world} rank(s) on "
+                          f"{self.device.type} | {self.precision} | ZeRO-{self.zero_stage} | "
+                          f"{describe_backend(self.model.config.attention_backend, self.device)}")
+            self._train_steps(start, monitor)
+            if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
+                export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, start))
+            prints = self._fingerprints()
+            monitor.event({"event": "end", "step": max(start, t.steps), "replica_fingerprints": prints,
+                           "replicas_identical": None if prints is None else len(set(prints)) == 1,
+                           "export": str(self.out_dir / "export")},
+                          f"done: {max(start, t.steps)} steps; exported to {self.out_dir / 'export'}")
+        finally:  # close the bar before an error message is printed
+            monitor.close()
+        return self.out_dir / "export"
+
+
+def train(cfg: Config, config_path: str, resume: bool = False) -> Path:
+    """Run training for ``cfg`` (see the module docstring); returns the export directory."""
+    try:
+        return Trainer(cfg, config_path, resume).run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

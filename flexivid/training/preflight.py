@@ -1,0 +1,113 @@
+"""Checks that fail a run in about a second, before DeepSpeed, peft and the data are imported or touched.
+
+Each problem is one line naming the key, the file and the fix: ``ConfigError`` for inconsistent settings,
+``FileNotFoundError`` for a path that does not exist.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import Config, ConfigError
+from .deepspeed_config import build_ds_config
+
+
+def cache_command(config_path: str) -> str:
+    """The command that builds the text-embedding cache a config reads."""
+    return f"python tools/build_text_cache.py --config {config_path}"
+
+
+def _check_ranges(cfg: Config, where: str) -> None:
+    t = cfg.train
+    checks = [("train.caption_dropout", 0.0 <= t.caption_dropout <= 1.0, "in [0, 1]"),
+              ("train.ema_decay", 0.0 <= t.ema_decay < 1.0, "in [0, 1)"),
+              ("train.lr", t.lr > 0, "> 0"),
+              ("train.log_every", t.log_every >= 1, ">= 1"),
+              ("train.ckpt_every", t.ckpt_every >= 1, ">= 1"),
+              ("train.keep_checkpoints", t.keep_checkpoints >= 1, ">= 1"),
+              ("train.warmup_steps", t.warmup_steps >= 0, ">= 0")]
+    for key, ok, rule in checks:
+        if not ok:
+            value = getattr(t, key.split(".")[1])
+            raise ConfigError(f"config error: '{key}' must be {rule}, got {value} in {where}")
+
+
+def _check_stage(cfg: Config, where: str) -> None:
+    if cfg.stage == "pretrain":
+        if cfg.model.modes:
+            raise ConfigError(f"config error: model.modes must be empty for stage 'pretrain' in {where} "
+                              f"(weak modes are added afterwards by a 'distill' stage)")
+        return
+    d = cfg.distill
+    if not d.base_checkpoint:
+        raise ConfigError(f"config error: distill.base_checkpoint is not set in {where} (the export directory of a "
+                          f"pretraining run, e.g. runs/pretrain/export)")
+    base = Path(d.base_checkpoint)
+    if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
+        raise FileNotFoundError(f"distill.base_checkpoint not found: {base} (expected an exported model directory with "
+                                f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
+    if not d.modes:
+        raise ConfigError(f"config error: distill.modes is empty in {where} "
+                          f"(e.g. coarse_time: [2, 2, 2] and coarse_space: [1, 4, 4])")
+    if "full" in d.modes:
+        raise ConfigError(f"config error: distill.modes must not contain 'full' in {where} (it is the base mode)")
+    allowed = (["full"] if d.shared_weights else []) + list(d.modes)
+    for name, w in d.mode_weights.items():
+        if name not in allowed:
+            raise ConfigError(f"config error: distill.mode_weights names unknown mode '{name}' in {where}; "
+                              f"allowed: {', '.join(allowed)}")
+        if w < 0:
+            raise ConfigError(f"config error: distill.mode_weights.{name} must be >= 0, got {w} in {where}")
+    if d.mode_weights and sum(d.mode_weights.values()) <= 0:
+        raise ConfigError(f"config error: distill.mode_weights must have a positive weight in {where}")
+    if not d.shared_weights and d.lora_rank < 1:
+        raise ConfigError(f"config error: distill.lora_rank must be >= 1, got {d.lora_rank} in {where}")
+
+
+def _check_paths(cfg: Config, where: str) -> None:
+    data, text, ae = cfg.data, cfg.text, cfg.autoencoder
+    if data.name == "video_folder":
+        for key, value in (("data.root", data.root), ("data.captions", data.captions)):
+            if not value:
+                raise ConfigError(f"config error: {key} is not set in {where} (needed by data.name: video_folder)")
+            if not Path(value).exists():
+                raise FileNotFoundError(f"{key} not found: {value} (set in {where})")
+    if text.encoder == "cache":
+        if not text.cache_path:
+            raise ConfigError(f"config error: text.cache_path is not set in {where} (needed by text.encoder: cache)")
+        if not Path(text.cache_path).is_file():
+            raise FileNotFoundError(f"text cache not found: {text.cache_path} (build it with: "
+                                    f"{cache_command(where)})")
+    if text.encoder == "hf" and not (text.path and Path(text.path).exists()):
+        raise FileNotFoundError(f"text.path not found: {text.path} (text.encoder: hf needs a local model folder)")
+    if ae.kind == "vae" and not (ae.path and Path(ae.path).exists()):
+        raise FileNotFoundError(f"autoencoder.path not found: {ae.path} (autoencoder.kind: vae needs a local "
+                                f"diffusers AutoencoderKL folder)")
+
+
+def _check_out_dir(cfg: Config, resume: bool) -> None:
+    out = Path(cfg.train.out_dir)
+    has_run = (out / "ckpt" / "latest").is_file()
+    if resume and not has_run:
+        raise FileNotFoundError(f"nothing to resume: no {out / 'ckpt' / 'latest'} (start without --resume, or "
+                                f"point --out-dir at the run to continue)")
+    if not resume and has_run:  # never mix two runs' checkpoints and logs
+        raise ConfigError(f"config error: {out} already holds a run (ckpt/latest); continue it with --resume or "
+                          f"choose another train.out_dir / --out-dir")
+
+
+def preflight(cfg: Config, config_path: str, world_size: int, device_type: str, resume: bool = False) -> dict:
+    """Validate ``cfg`` for a run on ``world_size`` processes; return the filled-in DeepSpeed config dict."""
+    _check_out_dir(cfg, resume)
+    _check_ranges(cfg, config_path)
+    _check_stage(cfg, config_path)
+    _check_paths(cfg, config_path)
+    return build_ds_config(cfg, world_size, device_type, config_path)
+
+
+def preflight_env(cfg: Config, config_path: str, resume: bool = False) -> dict:
+    """``preflight`` for this process's launch environment (``WORLD_SIZE``, CUDA or not)."""
+    import torch
+
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    return preflight(cfg, config_path, int(os.environ.get("WORLD_SIZE", "1")), device_type, resume)

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Train a FlexiVideoDiT (stage: pretrain) or distil its weak modes (stage: distill) with DeepSpeed.
+
+    python tools/train.py --config configs/pretrain_tiny_cpu.yaml                 # one process (CPU or GPU)
+    deepspeed --num_gpus 8 tools/train.py --config configs/pretrain_synthetic.yaml
+    torchrun --nproc_per_node 2 tools/train.py --config configs/distill_tiny_cpu.yaml
+    python tools/train.py --config X --resume                                     # continue from out_dir/ckpt/latest
+
+Configuration problems (unknown key, batch size disagreeing with the DeepSpeed JSON, missing data / cache / base
+checkpoint) print one line on stderr and exit with status 2.
+"""
+import argparse
+import dataclasses
+import sys
+
+from flexivid.config import ConfigError, load_config
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML run config (configs/*.yaml)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/ckpt/latest (bit-exact)")
+    ap.add_argument("--out-dir", default=None, help="override train.out_dir")
+    ap.add_argument("--steps", type=int, default=None, help="override train.steps")
+    ap.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                    help="set by the deepspeed launcher (the rank is read from LOCAL_RANK)")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("steps", args.steps)) if v is not None}
+        cfg.train = dataclasses.replace(cfg.train, **overrides)
+        resume = args.resume or cfg.train.resume
+        from flexivid.training.preflight import preflight_env
+
+        preflight_env(cfg, args.config, resume)  # one-line errors before the slow DeepSpeed / peft imports
+        from flexivid.training.engine import train
+
+        train(cfg, args.config, resume)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
