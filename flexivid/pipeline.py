@@ -107,7 +107,7 @@ class VideoPipeline:
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, dtype: torch.dtype | None = None,
-                        modes: list[str] | None = None) -> "VideoPipeline":
+                        modes: list[str] | None = None, text_encoder=None) -> "VideoPipeline":
         """Load an exported model (``models.serialization`` layout) and build the text encoder and autoencoder its
         ``config.json`` names (extras ``text``, ``autoencoder``; ``data`` gives the default clip shape and fps).
         Defaults: CUDA if available, bf16 there and fp32 on the CPU."""
@@ -126,7 +126,7 @@ class VideoPipeline:
             autoencoder.to(device)
         data = meta.get("data", {})
         defaults = PipelineDefaults(**{k: data[k] for k in ("num_frames", "height", "width", "fps") if k in data})
-        return cls(model, build_text_encoder(text_cfg, device), autoencoder, defaults)
+        return cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
 
     @classmethod
     def random(cls, device=None, dtype: torch.dtype | None = None, seed: int = 0) -> "VideoPipeline":

@@ -57,3 +57,23 @@ def test_default_sweep_has_every_family():
     fams = {f for f, _ in default_schedules(30, {"full": (1, 4, 4), "coarse_time": (2, 4, 4),
                                                  "coarse_space": (1, 8, 8)})}
     assert fams == {"full", "weak_first coarse_space", "weak_first coarse_time", "interleaved", "fewer full steps"}
+
+
+def test_replot_rebuilds_table_and_plot_from_json(tmp_path):
+    import tools.benchmark as bench
+    from flexivid.eval.frontier import family_of
+
+    assert [family_of(s) for s in ("full", "full@10", "weak_first:coarse_time:20", "interleaved:5:5",
+                                   "coarse_space:5,full:5")] == ["full", "fewer full steps",
+                                                                "weak_first coarse_time", "interleaved",
+                                                                "custom order"]
+    ckpt = _tiny_export(tmp_path / "model")
+    out = tmp_path / "bench"
+    assert bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "full@2", "--steps", "3",
+                       "--num-videos", "2", "--batch-sizes", "1", "--compile", "off", "--no-fvd", "--repeats", "1",
+                       "--device", "cpu"]) == 0
+    (out / "frontier.md").unlink()
+    (out / "frontier.png").unlink()
+    assert bench.main(["--replot", "--out", str(out)]) == 0
+    assert "| full@2 | fewer full steps |" in (out / "frontier.md").read_text()
+    assert (out / "frontier.png").stat().st_size > 0

@@ -63,8 +63,12 @@ def run_kernels(a) -> int:
 
 
 def run_frontier(a) -> int:
-    from flexivid.eval.frontier import FrontierSettings, run_frontier as run
+    from flexivid.eval.frontier import FrontierSettings, rewrite_from_json, run_frontier as run
 
+    if a.replot:
+        rewrite_from_json(a.out)
+        print(f"re-rendered {a.out}/frontier.md and frontier.png from frontier.json")
+        return 0
     settings = FrontierSettings(checkpoint=a.checkpoint, out_dir=a.out, num_videos=a.num_videos, steps=a.steps,
                                 guidance_scale=a.guidance_scale, schedules=a.schedules, batch_sizes=tuple(a.batch_sizes),
                                 compile=a.compile, fvd=not a.no_fvd, text_cache=a.text_cache, device=a.device,
@@ -90,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (GPU machines without MiniLM)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
     a = ap.parse_args(argv)
     try:
         return run_kernels(a) if a.kernels else run_frontier(a)

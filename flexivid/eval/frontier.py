@@ -69,16 +69,26 @@ class Row:
 def default_schedules(steps: int, modes: dict) -> list[tuple[str, str]]:
     """(family, spec) sweep: full; weak_first per weak mode at several k; interleaved; fewer-full-steps baselines."""
     weak = cost_order(modes)
-    out = [("full", "full")]
+    specs = ["full"]
     for mode in weak:
-        for frac in (1 / 2, 2 / 3, 5 / 6, 1.0 - 1 / steps * 2):
-            out.append((f"weak_first {mode}", f"weak_first:{mode}:{round(frac * steps)}"))
+        specs += [f"weak_first:{mode}:{round(frac * steps)}" for frac in (1 / 2, 2 / 3, 5 / 6, 1.0 - 2 / steps)]
     if len(weak) >= 2:
-        for a, b in ((steps // 3, steps // 3), (steps // 2, steps // 3), (2 * steps // 3, steps // 6)):
-            out.append(("interleaved", f"interleaved:{a}:{b}"))
-    for frac in (0.25, 0.35, 0.5, 0.7):
-        out.append(("fewer full steps", f"full@{max(1, round(frac * steps))}"))
-    return list(dict.fromkeys(out))
+        specs += [f"interleaved:{a}:{b}" for a, b in ((steps // 3, steps // 3), (steps // 2, steps // 3),
+                                                       (2 * steps // 3, steps // 6))]
+    specs += [f"full@{max(1, round(frac * steps))}" for frac in (0.25, 0.35, 0.5, 0.7)]
+    return [(family_of(x), x) for x in dict.fromkeys(specs)]
+
+
+def family_of(spec: str) -> str:
+    """The plot/table family of a schedule spec (``full@12`` is the fewer-full-steps baseline)."""
+    if spec == "full":
+        return "full"
+    if spec.startswith("full@"):
+        return "fewer full steps"
+    if spec.startswith("weak_first"):
+        parts = spec.split(":")
+        return f"weak_first {parts[1]}" if len(parts) > 1 else "weak_first"
+    return "interleaved" if spec.startswith("interleaved") else "custom order"
 
 
 def _split(spec: str, steps: int) -> tuple[str, int]:
@@ -104,11 +114,12 @@ def _timed(fn, repeats: int, cuda: bool) -> float:
 
 def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
     device = None if s.device == "auto" else s.device
-    pipe = VideoPipeline.from_pretrained(s.checkpoint, device=device)
-    if s.text_cache:
+    text_encoder = None
+    if s.text_cache:  # GPU machines without the MiniLM package read precomputed prompt embeddings
         from ..text import CachedTextEncoder
 
-        pipe.text_encoder = CachedTextEncoder(s.text_cache)
+        text_encoder = CachedTextEncoder(s.text_cache)
+    pipe = VideoPipeline.from_pretrained(s.checkpoint, device=device, text_encoder=text_encoder)
     cuda = pipe.device.type == "cuda"
     d = pipe.defaults
     data_cfg = DataConfig(split="test", num_frames=d.num_frames, height=d.height, width=d.width,
@@ -116,7 +127,7 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
     ds = SyntheticVideoDataset(data_cfg)
     items = [ds.attrs(i) for i in range(s.num_videos)]
     prompts = [caption_for(a) for a in items]
-    specs = [("custom", x) for x in s.schedules] if s.schedules else default_schedules(s.steps, pipe.model.modes)
+    specs = [(family_of(x), x) for x in s.schedules] if s.schedules else default_schedules(s.steps, pipe.model.modes)
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     detector = None
@@ -178,8 +189,28 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
     return rows
 
 
+def rewrite_from_json(out_dir: str | Path) -> None:
+    """Re-render ``frontier.md`` and ``frontier.png`` from ``frontier.json`` (no GPU needed), e.g. after a change
+    to the table layout or the schedule families."""
+    out = Path(out_dir)
+    data = json.loads((out / "frontier.json").read_text())
+    rows = [Row(**{**r, "family": family_of(r["label"])}) for r in data["rows"]]
+    s = FrontierSettings(**{k: tuple(v) if k == "batch_sizes" else v for k, v in data["settings"].items()})
+    _write_table(rows, s, out, data["device"])
+    _plot(rows, out / "frontier.png", data["device"])
+
+
 def _write(rows: list[Row], s: FrontierSettings, out: Path, samples, pipe) -> None:
     dev = torch.cuda.get_device_name() if pipe.device.type == "cuda" else "CPU"
+    (out / "frontier.json").write_text(json.dumps({"device": dev, "settings": asdict(s),
+                                                   "rows": [asdict(r) for r in rows]}, indent=2))
+    _write_table(rows, s, out, dev)
+    grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
+    write_video(out / "samples.gif", to_uint8(grid), fps=pipe.defaults.fps)
+    _plot(rows, out / "frontier.png", dev)
+
+
+def _write_table(rows: list[Row], s: FrontierSettings, out: Path, dev: str) -> None:
     keys = sorted({k for r in rows for k in r.timings})
     head = ["schedule", "family", "FLOPs %"] + [f"s/video {k}" for k in keys] + [f"speed-up {k}" for k in keys] + \
         ["FVD", "fidelity", "colour", "shape", "size", "direction", "PSNR", "SSIM"]
@@ -196,11 +227,6 @@ def _write(rows: list[Row], s: FrontierSettings, out: Path, samples, pipe) -> No
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "samples.gif rows, top to bottom: " + ", ".join(r.label for r in rows)]
     (out / "frontier.md").write_text("\n".join(lines) + "\n")
-    (out / "frontier.json").write_text(json.dumps({"device": dev, "settings": asdict(s),
-                                                   "rows": [asdict(r) for r in rows]}, indent=2))
-    grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
-    write_video(out / "samples.gif", to_uint8(grid), fps=pipe.defaults.fps)
-    _plot(rows, out / "frontier.png", dev)
 
 
 def _plot(rows: list[Row], path: Path, dev: str) -> None:
