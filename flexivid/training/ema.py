@@ -1,6 +1,8 @@
 """Exponential moving average of the trainable parameters, kept as a float32 copy.
 
-``ema = decay * ema + (1 - decay) * param`` after every optimizer step. The source is the optimizer's float32
+``ema = d * ema + (1 - d) * param`` after optimizer step ``n`` (1-based), with the warm-up
+``d = min(decay, (1 + n) / (10 + n))``: without it a short run (e.g. a 300-step distillation at decay 0.999) exports
+weights that moved only 1 - 0.999^300 = 26% of the way from their initial values. The source is the optimizer's float32
 master weight: under DeepSpeed bf16 (or ZeRO-3) the module only holds a bf16 copy (or a shard), so the full fp32
 value is assembled with ``deepspeed.utils.safe_get_full_fp32_param`` (a collective: every rank calls
 ``update``). In fp32 with ZeRO-0/1/2 the module's parameters are the master weights and are read directly.
@@ -33,10 +35,16 @@ class EMA:
         self.params = params
         self.shadow = {n: full_fp32(p).clone().float() for n, p in params.items()}
 
+    def decay_at(self, step: int) -> float:
+        """Decay used after optimizer step ``step`` (1-based): warm-up, then ``self.decay``."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, step: int) -> None:
+        """Fold in the parameters after optimizer step ``step`` (1-based; a pure function of it, so resume is exact)."""
+        d = self.decay_at(step)
         for n, p in self.params.items():
-            self.shadow[n].lerp_(full_fp32(p).to(self.shadow[n].device), 1.0 - self.decay)
+            self.shadow[n].lerp_(full_fp32(p).to(self.shadow[n].device), 1.0 - d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """CPU copies (checkpoints must not depend on the device they were written from)."""

@@ -233,8 +233,8 @@ class Trainer:
                 self.engine.backward(loss)
                 self.engine.step()
                 loss_sum += loss.detach()
-            self.ema.update()
             done = step + 1
+            self.ema.update(done)
             monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
