@@ -10,7 +10,6 @@ import os
 import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 CONVENTION = """\
 convention (defaults = StyleGAN-V fvd2048_16f):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
 SUFFIXES = (".mp4", ".gif", ".png")
