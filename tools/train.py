@@ -5,6 +5,11 @@
     deepspeed --num_gpus 8 tools/train.py --config configs/pretrain_synthetic.yaml
     torchrun --nproc_per_node 2 tools/train.py --config configs/distill_tiny_cpu.yaml
     python tools/train.py --config X --resume                                     # continue from out_dir/ckpt/latest
+    deepspeed --num_gpus 8 tools/train.py --config X --deepspeed-config ds_configs/zero3.json   # another ZeRO stage
+
+--resume on another number of processes than the checkpoint's converts it to a DeepSpeed universal checkpoint
+(weights, optimizer moments, LR schedule, EMA, step and data position are restored; the global batch follows the
+new count). The ZeRO stage must stay the checkpoint's.
 
 Configuration problems (unknown key, batch size disagreeing with the DeepSpeed JSON, missing data / cache / base
 checkpoint) print one line on stderr and exit with status 2.
@@ -19,9 +24,11 @@ from flexivid.config import ConfigError, load_config
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML run config (configs/*.yaml)")
-    ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/ckpt/latest (bit-exact)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from <out_dir>/ckpt/latest (bit-exact on the same process count)")
     ap.add_argument("--out-dir", default=None, help="override train.out_dir")
     ap.add_argument("--steps", type=int, default=None, help="override train.steps")
+    ap.add_argument("--deepspeed-config", default=None, help="override train.deepspeed_config (ds_configs/*.json)")
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None,
                     help="set by the deepspeed launcher (the rank is read from LOCAL_RANK)")
     return ap.parse_args(argv)
@@ -31,7 +38,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config)
-        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("steps", args.steps)) if v is not None}
+        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("steps", args.steps),
+                                       ("deepspeed_config", args.deepspeed_config)) if v is not None}
         cfg.train = dataclasses.replace(cfg.train, **overrides)
         resume = args.resume or cfg.train.resume
         from flexivid.training.preflight import preflight_env

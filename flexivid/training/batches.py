@@ -7,7 +7,8 @@ uninterrupted run would have, with no sampler or generator state to save (the da
 
 Sample order: one global stream per epoch, a seeded permutation of the dataset; optimizer step ``s`` consumes
 ``G = micro * accum * world`` consecutive positions of that stream and micro-batch ``k`` of rank ``r`` takes
-``micro`` of them (like ``DistributedSampler``, but addressable by step).
+``micro`` of them (like ``DistributedSampler``, but addressable by step). A run resumed on a different number of
+ranks (so a different ``G``) continues from the number of samples already consumed, ``start_sample``.
 """
 from __future__ import annotations
 
@@ -30,15 +31,17 @@ class StepSampler:
     """Batch sampler yielding the dataset indices of each micro-batch of steps ``start_step .. steps - 1``.
 
     Pass it to ``DataLoader(batch_sampler=...)``; item ``j`` of the iteration is micro-batch ``j % accum`` of step
-    ``start_step + j // accum``.
+    ``start_step + j // accum``. Step ``start_step`` begins at stream position ``start_sample`` (default
+    ``start_step * G``: every earlier step ran with this run's ``G``).
     """
 
     def __init__(self, num_samples: int, seed: int, micro: int, accum: int, world: int, rank: int,
-                 start_step: int, steps: int):
+                 start_step: int, steps: int, start_sample: int | None = None):
         if num_samples < 1:
             raise ValueError("the training dataset is empty")
         self.n, self.seed, self.micro, self.accum, self.world, self.rank = num_samples, seed, micro, accum, world, rank
         self.start_step, self.steps = start_step, steps
+        self.start_sample = start_step * micro * accum * world if start_sample is None else start_sample
         self._perm_epoch, self._perm = -1, None
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -50,7 +53,8 @@ class StepSampler:
     def indices(self, step: int, micro_index: int) -> list[int]:
         """Dataset indices of micro-batch ``micro_index`` of optimizer step ``step`` on this rank."""
         per_step = self.micro * self.accum * self.world
-        first = step * per_step + (micro_index * self.world + self.rank) * self.micro
+        first = (self.start_sample + (step - self.start_step) * per_step
+                 + (micro_index * self.world + self.rank) * self.micro)
         out = []
         for pos in range(first, first + self.micro):
             epoch, offset = divmod(pos, self.n)

@@ -5,13 +5,23 @@ Layout under ``<out_dir>``::
     ckpt/step0000500/        DeepSpeed save_checkpoint (module, ZeRO optimizer shards, LR schedule, client state)
     ckpt/step0000500/rng_rank{r}.pt   each rank's python / numpy / torch / cuda RNG states
     ckpt/latest              the tag of the newest COMPLETE checkpoint, written last and atomically
+    ckpt/universal/step0000500/   the same checkpoint as a DeepSpeed universal checkpoint (only after a resume on
+                             another world size; deleted when the next checkpoint is published)
     export/                  save_model of the EMA weights + everything generation needs (text, autoencoder, clip)
 
 DeepSpeed's own ``latest`` file is disabled (``save_latest=False``): ours is replaced (tmp file + ``os.replace``)
 only after every rank finished writing, so a run killed mid-save resumes from the previous complete checkpoint.
+
+DeepSpeed loads ZeRO optimizer shards only on the data-parallel size that wrote them. Resuming on another number of
+ranks goes through a universal checkpoint (``deepspeed.checkpoint.ds_to_universal``: one file per parameter and
+optimizer state, loaded with ``"checkpoint": {"load_universal": true}``), which restores weights, Adam moments and
+the LR schedule on any world size.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
 import random
 import shutil
@@ -27,6 +37,7 @@ from ..models.serialization import atomic_write, save_model
 from .ema import EMA
 
 LATEST = "latest"
+UNIVERSAL = "universal"
 
 
 def step_tag(step: int) -> str:
@@ -49,6 +60,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -62,7 +77,7 @@ def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, client_state:
     ckpt_dir = Path(out_dir) / "ckpt"
     tag = step_tag(step)
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = _rank()
     atomic_write(ckpt_dir / tag / f"rng_rank{rank}.pt", lambda p: torch.save(rng_state(), p))
     _barrier()  # every rank's shards and RNG file are on disk before the checkpoint is published
     if rank == 0:
@@ -72,6 +87,7 @@ def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, client_state:
         done = [t for t in tags if t <= tag]
         for old in done[:max(0, len(done) - max(1, keep))] + [t for t in tags if t > tag]:
             shutil.rmtree(ckpt_dir / old, ignore_errors=True)
+        shutil.rmtree(ckpt_dir / UNIVERSAL, ignore_errors=True)  # converted from an older checkpoint: stale now
     _barrier()
     return ckpt_dir / tag
 
@@ -82,18 +98,68 @@ def latest_tag(out_dir: str | os.PathLike) -> str | None:
     return f.read_text().strip() if f.is_file() else None
 
 
-def load_checkpoint(engine, out_dir: str | os.PathLike) -> dict:
-    """Restore engine, optimizer, LR schedule and this rank's RNG from the latest checkpoint; return client state."""
+def saved_world_size(out_dir: str | os.PathLike) -> int | None:
+    """Data-parallel size that wrote the latest checkpoint: its number of ZeRO optimizer shards.
+
+    None when there is no checkpoint or no shards (ZeRO-0 in fp32 saves one replicated optimizer state, which
+    DeepSpeed loads on any world size).
+    """
+    tag = latest_tag(out_dir)
+    if tag is None:
+        return None
+    return len(list((Path(out_dir) / "ckpt" / tag).glob("*zero_pp_rank_*_optim_states.pt"))) or None
+
+
+def to_universal(out_dir: str | os.PathLike) -> Path:
+    """Convert the latest checkpoint to ``ckpt/universal/<tag>`` (rank 0 writes, every rank waits); return its root.
+
+    A finished conversion is reused (a universal checkpoint fits every world size). Collective: all ranks call it,
+    and a failure on rank 0 is raised on every rank instead of leaving the others waiting in a barrier.
+    """
+    tag = latest_tag(out_dir)
+    root = Path(out_dir) / "ckpt" / UNIVERSAL
+    error = None
+    if _rank() == 0 and not (root / tag).is_dir():
+        from deepspeed.checkpoint import ds_to_universal
+
+        tmp = root / f"{tag}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # inject_missing_state: only tensor/pipeline-parallel models need DeepSpeed's universal-checkpoint patterns;
+        # a data-parallel model needs just the version key. One worker: no process pool forked inside a
+        # distributed job. Its progress prints are swallowed; the one-line warning of the caller says what happened.
+        args = argparse.Namespace(input_folder=str(Path(out_dir) / "ckpt" / tag), output_folder=str(tmp),
+                                  num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                  inject_missing_state=True)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                ds_to_universal.main(args)
+            os.replace(tmp, root / tag)  # complete or absent: a killed conversion is redone
+        except Exception as e:  # noqa: BLE001 - any failure must reach the other ranks
+            error = f"converting {Path(out_dir) / 'ckpt' / tag} to a universal checkpoint failed: {e!r}"
+    if dist.is_initialized():
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error:
+        raise RuntimeError(error)
+    return root
+
+
+def load_checkpoint(engine, out_dir: str | os.PathLike, universal: bool = False) -> dict:
+    """Restore engine, optimizer, LR schedule and this rank's RNG from the latest checkpoint; return client state.
+
+    ``universal``: read its ``to_universal`` copy (the engine must have been built with ``load_universal``).
+    """
     tag = latest_tag(out_dir)
     ckpt_dir = Path(out_dir) / "ckpt"
     if tag is None:
         raise FileNotFoundError(f"nothing to resume: no {ckpt_dir / LATEST} (run without --resume to start fresh)")
-    path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_optimizer_states=True,
+    load_dir = ckpt_dir / UNIVERSAL if universal else ckpt_dir
+    path, client = engine.load_checkpoint(str(load_dir), tag=tag, load_optimizer_states=True,
                                           load_lr_scheduler_states=True)
     if path is None:
         raise FileNotFoundError(f"checkpoint {ckpt_dir / tag} named by {ckpt_dir / LATEST} could not be loaded")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    rng_file = ckpt_dir / tag / f"rng_rank{rank}.pt"
+    rng_file = ckpt_dir / tag / f"rng_rank{_rank()}.pt"
     if rng_file.is_file():  # absent when resuming on more ranks than saved: those start from fresh RNG
         set_rng_state(torch.load(rng_file, weights_only=False))
     return client

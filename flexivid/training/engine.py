@@ -19,6 +19,11 @@ All randomness is derived from (seed, step, rank), see ``batches``; checkpoints 
 state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels: an
 H100 bf16 run resumed and a fresh one both differ from another fresh run by ~5e-13). Every checkpoint also
 refreshes ``<out_dir>/export``.
+
+Resuming on a different number of ranks converts the checkpoint to a DeepSpeed universal checkpoint first, which
+restores weights, Adam moments, LR schedule, EMA and step; the global batch follows the new rank count
+(``micro_batch_size * grad_accum * world``) and the data continues after the samples already consumed. That is
+not bit-exact (other ranks draw other noise), and a warning line says so.
 """
 from __future__ import annotations
 
@@ -31,13 +36,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
 from .batches import StepSampler, collate, step_generator, step_mode
-from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint
+from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint, saved_world_size, to_universal
 from .deepspeed_config import resolve_precision, zero_stage
 from .ema import EMA
 from .losses import DiffusionObjective
@@ -103,9 +109,20 @@ class Trainer:
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.out_dir = Path(cfg.train.out_dir)
         self.resume = resume
+        from ..models.flexify import trainable_summary
+
         deepspeed = _init_deepspeed(self.device)
+        self.saved_world = saved_world_size(self.out_dir) if resume else None
+        self.universal = self.saved_world not in (None, self.world)
+        if self.universal:  # ZeRO shards load only on the world size that wrote them
+            to_universal(self.out_dir)
+            ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model()
+        # Counted before ZeRO-3 partitions the parameters (then numel() is 0 on every rank).
+        self.param_summary = trainable_summary(self.model)
+        self.param_counts = (sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                             sum(p.numel() for p in self.model.parameters()))
         self.mode_weights = _mode_weights(cfg)
         objective = DiffusionObjective(
             self.model, "distill" if cfg.stage == "distill" and not cfg.distill.shared_weights else "flow",
@@ -124,6 +141,7 @@ class Trainer:
         self.ema = EMA(self.trainable, cfg.train.ema_decay)
         self._fresh: FlexiVideoDiT | None = None
         self._text_len: int | None = None
+        self.position = (0, 0)  # (step, samples consumed) the run starts from; set by ``run`` on resume
 
     # ------------------------------------------------------------------------------------------- building
     def _build_model(self) -> FlexiVideoDiT:
@@ -150,7 +168,7 @@ class Trainer:
                 self._fresh = self._build_model()
         return self._fresh
 
-    def _data(self, start_step: int):
+    def _data(self, start_step: int, start_sample: int):
         from ..autoencoders import build_autoencoder
         from ..data import build_dataset
         from ..text import build_text_encoder
@@ -162,7 +180,7 @@ class Trainer:
         if isinstance(self.autoencoder, nn.Module):
             self.autoencoder.to(self.device).eval()
         sampler = StepSampler(len(dataset), cfg.seed, cfg.train.micro_batch_size, cfg.train.grad_accum, self.world,
-                              self.rank, start_step, cfg.train.steps)
+                              self.rank, start_step, cfg.train.steps, start_sample)
         return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                            num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda")
 
@@ -189,11 +207,11 @@ class Trainer:
         return float(fl)
 
     # ----------------------------------------------------------------------------------------------- run
-    def _start_record(self, start_step: int) -> dict:
-        n_train = sum(p.numel() for p in self.trainable.values())
+    def _start_record(self, start_step: int, start_sample: int) -> dict:
         return {"event": "start", "stage": self.cfg.stage, "world_size": self.world, "device": str(self.device),
                 "precision": self.precision, "zero_stage": self.zero_stage, "start_step": start_step,
-                "trainable_params": n_train, "total_params": sum(p.numel() for p in self.model.parameters()),
+                "start_sample": start_sample, "checkpoint_world_size": self.saved_world,
+                "trainable_params": self.param_counts[0], "total_params": self.param_counts[1],
                 "modes": self.mode_weights, "model": config_to_dict(self.model.config),
                 "config": config_to_dict(self.cfg)}
 
@@ -208,18 +226,25 @@ class Trainer:
         dist.all_gather_object(out, h.hexdigest()[:16])
         return out
 
+    def _samples_per_step(self) -> int:
+        return self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world
+
     def _checkpoint(self, step: int) -> None:
-        client = {"step": step, "ema": self.ema.state_dict(), "data_position": {"step": step, "samples_seen":
-                  step * self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world},
+        start_step, start_sample = self.position
+        # Not step * G: the steps before a resume on another world size consumed another G per step.
+        seen = start_sample + (step - start_step) * self._samples_per_step()
+        client = {"step": step, "ema": self.ema.state_dict(), "data_position": {"step": step, "samples_seen": seen},
+                  "world_size": self.world,
                   "seeds": "noise, timesteps, dropout and modes are derived from (seed, step, rank)"}
         save_checkpoint(self.engine, self.out_dir, step, client, self.cfg.train.keep_checkpoints)
         if self.rank == 0:
             export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, step))
         dist.barrier()
 
-    def _train_steps(self, start: int, monitor: TrainMonitor) -> None:
+    def _train_steps(self, monitor: TrainMonitor) -> None:
         cfg, t = self.cfg, self.cfg.train
-        batches = iter(self._data(start))
+        start = self.position[0]
+        batches = iter(self._data(*self.position))
         for step in range(start, t.steps):
             mode = step_mode(cfg.seed, step, self.mode_weights)
             lr = self.engine.get_lr()[0]
@@ -239,23 +264,30 @@ class Trainer:
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
 
-    def run(self) -> Path:
-        from ..models.flexify import trainable_summary
+    def _world_change_warning(self, start: int, start_sample: int) -> str:
+        return (f"warning: resuming the {self.saved_world}-rank checkpoint of step {start} on {self.world} rank(s) via "
+                f"a DeepSpeed universal checkpoint ({self.out_dir / 'ckpt' / 'universal'}): weights, Adam moments, LR "
+                f"schedule, EMA and step restored; global batch now {self._samples_per_step()} clips per step, data "
+                f"continues at clip {start_sample} (not bit-exact with an uninterrupted {self.saved_world}-rank run)")
 
+    def run(self) -> Path:
         t = self.cfg.train
-        start = 0
+        start, start_sample = 0, 0
         if self.resume:
-            client = load_checkpoint(self.engine, self.out_dir)
+            client = load_checkpoint(self.engine, self.out_dir, self.universal)
             self.ema.load_state_dict(client["ema"])
-            start = int(client["step"])
-        monitor = TrainMonitor(self.out_dir, t.steps, start, t.log_every, self.rank,
-                               t.micro_batch_size * t.grad_accum * self.world, self.device, list(self.mode_weights))
+            start, start_sample = int(client["step"]), int(client["data_position"]["samples_seen"])
+        self.position = (start, start_sample)
+        monitor = TrainMonitor(self.out_dir, t.steps, start, t.log_every, self.rank, self._samples_per_step(),
+                               self.device, list(self.mode_weights))
         try:
-            monitor.event(self._start_record(start),
-                          f"{self.cfg.stage}: {trainable_summary(self.model)} | {self.world} rank(s) on "
+            if self.universal and self.rank == 0:
+                tqdm.write(self._world_change_warning(start, start_sample))
+            monitor.event(self._start_record(start, start_sample),
+                          f"{self.cfg.stage}: {self.param_summary} | {self.world} rank(s) on "
                           f"{self.device.type} | {self.precision} | ZeRO-{self.zero_stage} | "
                           f"{describe_backend(self.model.config.attention_backend, self.device)}")
-            self._train_steps(start, monitor)
+            self._train_steps(monitor)
             if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
                 export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, start))
             prints = self._fingerprints()
