@@ -86,6 +86,16 @@ def test_sampler_continues_the_stream_on_another_world_size():
         StepSampler(n, 7, micro, 1, 2, 1, K, 2 * K))  # the same world size: the default position
 
 
+def test_resume_with_another_zero_stage_is_a_one_line_error(saved_on_two):
+    """A ZeRO-2 checkpoint resumed under ZeRO-3 stops before launch, naming both stages and the fix."""
+    _, cfg, _ = saved_on_two
+    proc = run_train(cfg, "--resume", "--deepspeed-config", "ds_configs/zero3.json")
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "written with ZeRO-0/1/2" in err[0] and "ZeRO-3" in err[0], proc.stderr[-2000:]
+    assert "--deepspeed-config ds_configs/zero2.json" in err[0]
+
+
 def test_resume_on_one_process_restores_the_two_rank_state(saved_on_two):
     """2 ranks -> 1: the universal checkpoint gives back the same weights and EMA (a finished run: nothing to train)."""
     tmp, cfg, saved = saved_on_two

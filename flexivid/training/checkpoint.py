@@ -110,6 +110,17 @@ def saved_world_size(out_dir: str | os.PathLike) -> int | None:
     return len(list((Path(out_dir) / "ckpt" / tag).glob("*zero_pp_rank_*_optim_states.pt"))) or None
 
 
+def saved_is_zero3(out_dir: str | os.PathLike) -> bool | None:
+    """Whether the latest checkpoint was written under ZeRO-3 (per-rank model-state shards), None without one.
+
+    ZeRO-3 and ZeRO-0/1/2 checkpoints name their files differently and DeepSpeed cannot load one as the other.
+    """
+    tag = latest_tag(out_dir)
+    if tag is None:
+        return None
+    return any((Path(out_dir) / "ckpt" / tag).glob("zero_pp_rank_*_mp_rank_*_model_states.pt"))
+
+
 def to_universal(out_dir: str | os.PathLike) -> Path:
     """Convert the latest checkpoint to ``ckpt/universal/<tag>`` (rank 0 writes, every rank waits); return its root.
 

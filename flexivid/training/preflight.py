@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..config import Config, ConfigError
-from .deepspeed_config import build_ds_config
+from .deepspeed_config import build_ds_config, zero_stage
 
 
 def cache_command(config_path: str) -> str:
@@ -96,13 +96,29 @@ def _check_out_dir(cfg: Config, resume: bool) -> None:
                           f"choose another train.out_dir / --out-dir")
 
 
+def _check_resume_zero_stage(cfg: Config, ds: dict) -> None:
+    """A ZeRO-3 checkpoint cannot resume under ZeRO-0/1/2 or vice versa (DeepSpeed fails with a bare assert)."""
+    from .checkpoint import saved_is_zero3  # lazily: checkpoint imports the model code
+
+    saved3, stage = saved_is_zero3(cfg.train.out_dir), zero_stage(ds)
+    if saved3 is not None and saved3 != (stage == 3):
+        wrote = "ZeRO-3" if saved3 else "ZeRO-0/1/2"
+        fix = "ds_configs/zero3.json" if saved3 else "ds_configs/zero2.json"
+        raise ConfigError(f"config error: the checkpoint in {cfg.train.out_dir}/ckpt was written with {wrote} but this "
+                          f"run uses ZeRO-{stage} ({cfg.train.deepspeed_config}); resume with the checkpoint's stage, "
+                          f"e.g. --deepspeed-config {fix}")
+
+
 def preflight(cfg: Config, config_path: str, world_size: int, device_type: str, resume: bool = False) -> dict:
     """Validate ``cfg`` for a run on ``world_size`` processes; return the filled-in DeepSpeed config dict."""
     _check_out_dir(cfg, resume)
     _check_ranges(cfg, config_path)
     _check_stage(cfg, config_path)
     _check_paths(cfg, config_path)
-    return build_ds_config(cfg, world_size, device_type, config_path)
+    ds = build_ds_config(cfg, world_size, device_type, config_path)
+    if resume:
+        _check_resume_zero_stage(cfg, ds)
+    return ds
 
 
 def preflight_env(cfg: Config, config_path: str, resume: bool = False) -> dict:
