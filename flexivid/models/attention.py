@@ -71,8 +71,10 @@ def resolve_backend(requested: str = "auto", device: torch.device | str | None =
 
 def describe_backend(requested: str = "auto", device=None) -> str:
     """One line for logs: which backend runs and why."""
-    chosen = resolve_backend(requested, device)
-    return f"attention backend: {chosen} (requested {os.environ.get('FLEXIVID_ATTENTION', requested)}; {xformers_status()[1] if device is not None and torch.device(device).type == 'cuda' else 'CPU: SDPA'})"
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    why = xformers_status()[1] if on_cuda else "CPU: SDPA"
+    requested = os.environ.get("FLEXIVID_ATTENTION", requested)
+    return f"attention backend: {resolve_backend(requested, device)} (requested {requested}; {why})"
 
 
 @dataclass

@@ -21,7 +21,7 @@ from torch import nn
 from ..config import ModelConfig
 from .attention import Segments, attention, packed_attention, resolve_backend
 from .patching import FlexiDeEmbed, FlexiPatchEmbed, check_divisible
-from .positions import apply_rope, rope_angles, token_coordinates
+from .positions import apply_rope, rope_tables
 
 # Size presets (hidden size, depth, heads). "reference" is DiT-XL's trunk; "paper_video" the FlexiDiT paper's
 # latency-reference trunk (24 blocks, d=2048).
@@ -238,8 +238,8 @@ class FlexiVideoDiT(nn.Module):
         if mode in self.mode_embed:
             tokens = tokens + self.mode_embed[mode].to(tokens.dtype)
         scale = tuple(p // bp for p, bp in zip(patch, self.config.patch_size))
-        cos, sin = rope_angles(token_coordinates(grid, scale, x.device), self.config.hidden_size // self.config.num_heads,
-                               self.config.rope_theta)
+        cos, sin = rope_tables(tuple(grid), scale, self.config.hidden_size // self.config.num_heads,
+                               self.config.rope_theta, str(x.device))
         temb = self.t_embedder(timestep_embedding(t, 256).to(tokens.dtype))
         mod = self.t_block(temb).unflatten(1, (6, -1))  # (B, 6, D)
         text, text_mask = self._text(text, text_mask, b, x.device, tokens.dtype)

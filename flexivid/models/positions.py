@@ -6,6 +6,8 @@ patch at its coordinates in the original grid; RoPE takes fractional positions w
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -50,3 +52,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x1, x2 = xf[..., 0], xf[..., 1]
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
     return out.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def rope_tables(grid: tuple[int, int, int], scale: tuple[int, int, int], head_dim: int, theta: float,
+                device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached cos/sin tables ``(N, head_dim // 2)`` for a token grid: built once per (mode, shape, device) instead of on
+    every forward (a sampler calls the model with the same few shapes many times).
+
+    Built outside inference mode so a table first made while sampling can still be used in training.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        return rope_angles(token_coordinates(grid, scale, torch.device(device)), head_dim, theta)
