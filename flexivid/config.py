@@ -91,6 +91,9 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 3  # DeepSpeed checkpoints kept under <out_dir>/ckpt (oldest deleted first)
     resume: bool = False  # continue from <out_dir>/ckpt/latest (same as tools/train.py --resume)
+    # pretrain only: start from an exported model's base weights (continued pretraining on a new budget, e.g. more
+    # GPUs); fresh optimizer, LR schedule and step. Its architecture must be this config's ``model``.
+    init_from: str | None = None
     out_dir: str = "runs/default"
     deepspeed_config: str = "ds_configs/zero2.json"
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32

@@ -72,3 +72,31 @@ def test_export_loads_and_runs(two_rank_run):
     model = load_model(tmp / "full" / "export")
     out = model(torch.randn(1, 3, 4, 16, 16), torch.tensor([0.5]), torch.randn(1, 3, 32))
     assert out.shape == (1, 3, 4, 16, 16) and torch.isfinite(out).all()
+
+
+def test_init_from_continues_from_an_export(two_rank_run, tmp_path):
+    """train.init_from starts pretraining at the export's weights (near-zero LR: the new export stays there), and an
+    export of another architecture is a one-line config error before anything runs."""
+    tmp, _, _ = two_rank_run
+    src = tmp / "full" / "export"
+    cache = tmp / "cache.safetensors"
+    cfg = write_config(tmp_path / "cont.yaml", tiny_pretrain_config(tmp_path / "cont", cache, steps=1, lr=1e-12,
+                                                                     init_from=str(src)))
+    proc = run_train(cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = load_file(src / "model.safetensors"), load_file(tmp_path / "cont" / "export" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.allclose(before[k], after[k], atol=1e-6), k
+    from flexivid.config import config_from_dict
+    from flexivid.models.dit import FlexiVideoDiT
+
+    torch.manual_seed(0)  # what the run would have started from without init_from: far from the export
+    scratch = FlexiVideoDiT(config_from_dict({"model": tiny_pretrain_config(tmp, cache)["model"]}).model).state_dict()
+    assert max((scratch[k] - after[k]).abs().max().item() for k in after) > 1e-2
+
+    bad = tiny_pretrain_config(tmp_path / "bad", cache, steps=1, init_from=str(src))
+    bad["model"] = {"hidden_size": 32, "depth": 1, "num_heads": 2, "text_dim": 32, "patch_size": [1, 2, 2]}
+    proc = run_train(write_config(tmp_path / "bad.yaml", bad))
+    assert proc.returncode == 2 and "another architecture" in proc.stderr and "hidden_size 64 vs 32" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -32,7 +32,32 @@ def _check_ranges(cfg: Config, where: str) -> None:
             raise ConfigError(f"config error: '{key}' must be {rule}, got {value} in {where}")
 
 
+def _check_init_from(cfg: Config, where: str) -> None:
+    """``train.init_from``: pretrain only, an exported model whose architecture is this config's ``model``."""
+    import json
+
+    from ..config import config_from_dict
+    from ..models.dit import apply_preset
+
+    src = Path(cfg.train.init_from)
+    if cfg.stage != "pretrain":
+        raise ConfigError(f"config error: train.init_from is for stage 'pretrain' in {where}; a distill run starts "
+                          f"from distill.base_checkpoint")
+    if not (src / "config.json").is_file() or not (src / "model.safetensors").is_file():
+        raise FileNotFoundError(f"train.init_from not found: {src} (expected an exported model directory with "
+                                f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
+    saved = apply_preset(config_from_dict({"model": json.loads((src / "config.json").read_text())["model"]}).model)
+    want = apply_preset(cfg.model)
+    keys = ("in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio", "text_dim", "patch_size", "qk_norm")
+    diff = [f"{k} {getattr(saved, k)} vs {getattr(want, k)}" for k in keys if getattr(saved, k) != getattr(want, k)]
+    if diff:
+        raise ConfigError(f"config error: train.init_from {src} has another architecture than model in {where}: "
+                          f"{'; '.join(diff)} (checkpoint vs config)")
+
+
 def _check_stage(cfg: Config, where: str) -> None:
+    if cfg.train.init_from:
+        _check_init_from(cfg, where)
     if cfg.stage == "pretrain":
         if cfg.model.modes:
             raise ConfigError(f"config error: model.modes must be empty for stage 'pretrain' in {where} "
