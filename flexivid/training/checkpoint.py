@@ -45,19 +45,29 @@ def step_tag(step: int) -> str:
 
 
 def rng_state() -> dict:
-    """This process's global RNG states (python, numpy, torch CPU, and CUDA when present)."""
+    """This process's global RNG states (python, numpy, torch CPU, and its own CUDA device's when present).
+
+    Only this rank's device: a process of a 2-GPU run sees both GPUs, and a checkpoint holding both states could
+    not be restored by a process that sees one (resuming on fewer GPUs).
+    """
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore ``rng_state()``; the CUDA state goes to this process's current device."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible device's state
+            idx = torch.cuda.current_device()
+            cuda = cuda[idx] if idx < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def _rank() -> int:
