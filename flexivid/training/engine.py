@@ -8,7 +8,8 @@ micro-batches of ``train.micro_batch_size`` clips on every rank:
     caption -> text encoder (usually the safetensors cache) -> tokens (B, L, Dt), mask (B, L)
     DiffusionObjective: caption dropout, t, noise from the step's generator -> loss -> engine.backward/step
 
-Pretraining regresses the flow velocity in ``full`` mode. Distillation (FlexiDiT LoRA variant) loads
+Pretraining regresses the flow velocity in ``full`` mode, from scratch or (``train.init_from``) from an exported
+model's weights. Distillation (FlexiDiT LoRA variant) loads
 ``distill.base_checkpoint`` (its architecture; the YAML's ``model`` section is not used), ``flexify``-s it and
 trains only each weak mode's LoRA + embed/de-embed + mode embedding to match the frozen ``full`` mode; the weak
 mode of a step is drawn from ``distill.mode_weights`` with a (seed, step)-derived RNG, the same on every rank.
@@ -147,7 +148,13 @@ class Trainer:
     def _build_model(self) -> FlexiVideoDiT:
         cfg = self.cfg
         if cfg.stage == "pretrain":
-            return FlexiVideoDiT(cfg.model)
+            model = FlexiVideoDiT(cfg.model)
+            if cfg.train.init_from:  # continued pretraining; preflight checked the architecture
+                from safetensors.torch import load_file
+
+                model.load_state_dict({k: v.float() for k, v in
+                                       load_file(Path(cfg.train.init_from) / "model.safetensors").items()})
+            return model
         from ..models.flexify import flexify, mode_parameters
         from ..models.serialization import load_model
 
@@ -258,11 +265,25 @@ class Trainer:
                 self.engine.backward(loss)
                 self.engine.step()
                 loss_sum += loss.detach()
+            if self.zero_stage == 3:
+                self._clear_zero3_grad_partitions()
             done = step + 1
             self.ema.update(done)
             monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
+
+    def _clear_zero3_grad_partitions(self) -> None:
+        """Zero DeepSpeed ZeRO-3's reduced-gradient buffer after an optimizer step.
+
+        ZeRO-3 keeps every parameter's gradient partition in one flat buffer that only the parameters used in a
+        backward overwrite, and its optimizer step reads the whole buffer. A parameter unused in a step (the other
+        weak mode's LoRA in a distillation) would get its last gradient applied again. Zeroing after each step
+        gives ZeRO-1/2's result (tests/test_distill.py compares the two).
+        """
+        buf = getattr(self.engine.optimizer, "grad_partitions_flat_buffer", None)
+        if buf is not None:
+            buf.zero_()
 
     def _world_change_warning(self, start: int, start_sample: int) -> str:
         return (f"warning: resuming the {self.saved_world}-rank checkpoint of step {start} on {self.world} rank(s) via "
