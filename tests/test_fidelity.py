@@ -1,6 +1,7 @@
 """flexivid.eval.fidelity: the attribute measurement inverts the renderer; noise scores no better than chance."""
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +64,17 @@ def test_partial_prompts_and_errors():
         measure_attributes(torch.stack(videos))
     with pytest.raises(ValueError):
         prompt_fidelity(videos, attrs[:5])  # lengths must match
+
+
+def test_locate_returns_none_when_the_median_falls_between_blobs():
+    """Two equal blobs in opposite corners: the median pixel lies in empty space, so there is no single object (the
+    generated clip is counted as unmeasurable instead of crashing the benchmark on a NaN centre)."""
+    from flexivid.eval.fidelity import _locate
+
+    cov = np.zeros((64, 64))
+    cov[2:8, 2:8] = 1.0
+    cov[56:62, 56:62] = 1.0
+    assert _locate(cov, 64, reach=6) is None
+    cov[56:62, 56:62] = 0.0  # one blob: found, near its centre
+    (cy, cx), touches = _locate(cov, 64, reach=6)
+    assert abs(cy - 5) < 0.5 and abs(cx - 5) < 0.5 and not touches

@@ -68,6 +68,8 @@ def _locate(cov: np.ndarray, s: int, reach: int) -> tuple[tuple[float, float], b
     win = cov[y0:y1, x0:x1]
     gy, gx = np.mgrid[y0:y1, x0:x1] + 0.5  # pixel centres
     mass = float(win.sum())
+    if not mass > 0:  # the median pixel fell between split blobs: no single object to locate
+        return None
     touches = bool((y0 == 0 and win[0].max() > 0.5) or (y1 == h and win[-1].max() > 0.5)
                    or (x0 == 0 and win[:, 0].max() > 0.5) or (x1 == w and win[:, -1].max() > 0.5))
     return (float((win * gy).sum() / mass), float((win * gx).sum() / mass)), touches

@@ -162,6 +162,7 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
         log(f"{raw:34s} flops {frac:.3f}  fidelity {row.fidelity['mean']:.3f}  FVD {row.fvd}  "
             f"PSNR {row.psnr:.2f}  SSIM {row.ssim:.3f}  ({time.perf_counter() - t0:.1f} s)")
         rows.append(row)
+    _write(rows, s, out, samples, pipe)  # quality first: a run stopped during timing keeps it
     compile_settings = {"off": [False], "on": [True], "both": [False, True]}[s.compile]
     for compiled in compile_settings:
         if compiled:
@@ -185,7 +186,7 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
                 t = row.timings.get(key)
                 row.speedups[key] = base / t if base and t else None
             log(f"timed {key}: full {base}")
-    _write(rows, s, out, samples, pipe)
+            _write(rows, s, out, samples, pipe)
     return rows
 
 
