@@ -205,15 +205,33 @@ class FlexiVideoDiT(nn.Module):
         check_divisible(thw, patch, mode)
         return math.prod(n // p for n, p in zip(thw, patch))
 
-    def compile_blocks(self, mode: str | None = None) -> None:
-        """Regional ``torch.compile``: compile each block's forward in place.
+    def compile_blocks(self, mode: str | None = None, backend: str = "inductor") -> None:
+        """``torch.compile`` the block stack; ``backend="eager"`` only traces (for tests).
 
-        All blocks share one compiled graph per input shape (parameters are graph inputs), so compile time does not
-        grow with depth, and each mode (token count) costs one compile. ``mode="reduce-overhead"`` adds CUDA graphs,
-        which removes the kernel-launch overhead that dominates small models at batch 1.
+        Default: regional compilation, each block's forward compiled in place. All blocks share one compiled graph
+        per input shape (parameters are graph inputs), so compile time does not grow with depth, and each mode
+        (token count) costs one compile.
+
+        ``mode="reduce-overhead"`` (CUDA graphs, which remove the kernel-launch overhead that dominates small models
+        at batch 1) compiles the whole stack as one function instead. With one shared graph per block, CUDA graph
+        trees take the second block's call of that graph for a new iteration and overwrite the first block's
+        output while it is still needed (torch 2.11: "accessing tensor output of CUDAGraphs that has been
+        overwritten by a subsequent run", measured on the H100).
         """
+        for blk in self.blocks:  # undo an earlier regional compile (nn.Module.compile sets this attribute)
+            blk._compiled_call_impl = None
+        kw = dict(mode=mode) if backend == "inductor" else {}  # modes are inductor's
+        if mode == "reduce-overhead":
+            self._trunk = torch.compile(self._blocks_forward, backend=backend, dynamic=False, **kw)
+        else:
+            self._trunk = None
+            for blk in self.blocks:
+                blk.compile(backend=backend, dynamic=False, **kw)
+
+    def _blocks_forward(self, x, mod, rope, text, ctx: AttnContext):
         for blk in self.blocks:
-            blk.compile(mode=mode, dynamic=False)
+            x = blk(x, mod, rope, text, ctx)
+        return x
 
     # ---------------------------------------------------------------------------------------------- forward
     def forward(self, x, t, text=None, text_mask=None, mode: str = "full"):
@@ -283,6 +301,11 @@ class FlexiVideoDiT(nn.Module):
         shift, scale = (self.final_table + temb[:, :, None]).unbind(2)
         return self.norm_final(x) * (1 + scale) + shift
 
+    def _stack(self, x, mod, rope, text, ctx: AttnContext):
+        """All blocks: ``x (B, N, D)`` -> ``(B, N, D)``, through the compiled stack when ``compile_blocks`` made one."""
+        trunk = getattr(self, "_trunk", None)
+        return (trunk or self._blocks_forward)(x, mod, rope, text, ctx)
+
     def _adapter_of(self, mode: str) -> str | None:
         return mode if mode in self.lora_modes else None
 
@@ -300,9 +323,7 @@ class FlexiVideoDiT(nn.Module):
                 if self.lora_modes:
                     activate_mode(self, p["mode"])
                 ctx = AttnContext(backend, text_mask=p["text_mask"])
-                x, mod = p["tokens"], p["mod"][:, None]
-                for blk in self.blocks:
-                    x = blk(x, mod, p["rope"], p["text"], ctx)
+                x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx)
                 x = self._final(x, p["temb"][:, None])
                 outs.append(self.deembed(x, p["mode"], p["grid"]))
             return outs
@@ -324,9 +345,7 @@ class FlexiVideoDiT(nn.Module):
         if self.lora_modes:
             activate_mode(self, preps[0]["mode"])
         x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
-        rope = (torch.cat(cos), torch.cat(sin))
-        for blk in self.blocks:
-            x = blk(x, mod, rope, text, ctx)
+        x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx)
         x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
         outs, k = [], 0
         for p in preps:
