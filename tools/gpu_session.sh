@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs one stage of flexivid's GPU work on a lent GPU machine, writing what comes back under $OUT.
-#   train  : GPU parity checks, pretrain + distill the shipped model (DeepSpeed), release export (bf16, split)
+#   train  : GPU parity checks, pretrain + distill the shipped model (DeepSpeed, NGPU GPUs), release export (bf16)
 #   bench  : kernel throughput table + compute-quality frontier of the trained model
-#   multi  : DeepSpeed ZeRO-2 / ZeRO-3 scaling on 1 vs N GPUs, and a checkpoint resumed on a different N
+#   multi  : DeepSpeed ZeRO-2 / ZeRO-3 scaling on 1 vs N GPUs (pretrain and distill), a checkpoint resumed on
+#            a different N
 # Needs (carried, git-ignored): .whl/ (deepspeed + hjson/pydantic wheels), runs/text_cache/ (MiniLM embeddings),
 # and for bench .gpu/cache/ (I3D safetensors). Usage: bash tools/gpu_session.sh STAGE
 set -uo pipefail
@@ -15,6 +16,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=$PWD
 fi
+# NVLink multicast stays off: on shared hosts it can take the GPUs out of service (KINDS.md).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 FLEXIVID_CACHE=$PWD/.gpu/cache TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/device.txt"
@@ -25,26 +28,52 @@ pack() {  # pack DIR NAME: tar.gz of DIR split into 15 MiB parts under $OUT (fil
 
 case "$stage" in
   train)
-    python3 tools/gpu_check.py --out "$OUT/gpu_check.json" 2>&1 | tail -n 12
+    # NGPU GPUs (default 1). PRETRAIN_CONFIG (default configs/pretrain_synthetic.yaml); INIT_DIR: an exported
+    # model placed at runs/pretrain_synthetic/export first, the init_from of configs/pretrain_synthetic_stage2.yaml.
+    # The distillation gets the steps that fit before DEADLINE_S seconds (default 560) at DISTILL_RATE samples/s per GPU.
+    ngpu=${NGPU:-1}
+    pcfg=${PRETRAIN_CONFIG:-configs/pretrain_synthetic.yaml}
+    [ "${GPU_CHECK:-1}" = 1 ] && python3 tools/gpu_check.py --out "$OUT/gpu_check.json" 2>&1 | tail -n 12
+    if [ -n "${INIT_DIR:-}" ]; then
+      mkdir -p runs/pretrain_synthetic && rm -rf runs/pretrain_synthetic/export
+      cp -r "$INIT_DIR" runs/pretrain_synthetic/export || exit 1
+    fi
     # the machine's bare `deepspeed` belongs to another Python: launch through this one's module
-    python3 -m deepspeed.launcher.runner --num_gpus 1 tools/train.py --config configs/pretrain_synthetic.yaml \
-      ${PRETRAIN_ARGS:-} > runs/pretrain.log 2>&1; tail -n 12 runs/pretrain.log
-    python3 -m deepspeed.launcher.runner --num_gpus 1 tools/train.py --config configs/distill_synthetic.yaml \
-      ${DISTILL_ARGS:-} > runs/distill.log 2>&1; tail -n 12 runs/distill.log
+    # stopped (if need be) DEADLINE_S - 170 s in, leaving the distillation its time; the export of the last
+    # checkpoint (train.ckpt_every) is then the base
+    timeout $(( ${DEADLINE_S:-560} - 170 - SECONDS )) python3 -m deepspeed.launcher.runner --num_gpus "$ngpu" \
+      tools/train.py --config "$pcfg" ${PRETRAIN_ARGS:-} > runs/pretrain.log 2>&1; tail -n 12 runs/pretrain.log
+    dsteps=$(python3 -c "import yaml; print(yaml.safe_load(open('configs/distill_synthetic.yaml'))['train']['steps'])")
+    fit=$(( (${DEADLINE_S:-560} - SECONDS - 45) * ${DISTILL_RATE:-150} / 32 ))  # 32 clips per GPU per step
+    [ "$fit" -lt "$dsteps" ] && { echo "distill: $fit steps fit before the deadline (config: $dsteps)"; dsteps=$fit; }
+    python3 -m deepspeed.launcher.runner --num_gpus "$ngpu" tools/train.py --config configs/distill_synthetic.yaml \
+      --steps "$dsteps" ${DISTILL_ARGS:-} > runs/distill.log 2>&1; tail -n 12 runs/distill.log
     python3 tools/export_release.py --src runs/distill_synthetic/export --dst runs/release/flexivid-small
-    mkdir -p runs/logs && cp runs/pretrain.log runs/distill.log runs/pretrain_synthetic/log.jsonl runs/logs/ 2>/dev/null
+    mkdir -p runs/logs && cp runs/pretrain.log runs/distill.log runs/logs/ 2>/dev/null
+    pdir=$(python3 -c "import yaml; print(yaml.safe_load(open('$pcfg'))['train']['out_dir'])")
+    cp "$pdir/log.jsonl" runs/logs/pretrain_log.jsonl 2>/dev/null
     cp runs/distill_synthetic/log.jsonl runs/logs/distill_log.jsonl 2>/dev/null
     pack runs/logs logs; pack runs/release/flexivid-small model
     ;;
   bench)
+    # The frontier first (it rewrites its files after each timing pass, so a stop at FRONTIER_S keeps what ran), then
+    # the kernel table if KERNEL_ARGS is set.
     ckpt=${CKPT:-runs/release/flexivid-small}
-    python3 tools/benchmark.py --kernels --out runs/bench/kernels ${KERNEL_ARGS:-} 2>&1 | tail -n 30
-    python3 tools/benchmark.py --checkpoint "$ckpt" --out runs/bench/frontier \
+    timeout "${FRONTIER_S:-540}" python3 tools/benchmark.py --checkpoint "$ckpt" --out runs/bench/frontier \
       --text-cache runs/text_cache/minilm_synthetic.safetensors ${BENCH_ARGS:-} 2>&1 | tail -n 40
+    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/bench/kernels $KERNEL_ARGS 2>&1 | tail -n 30
     pack runs/bench bench
     ;;
   multi)
-    bash tools/multigpu_scaling.sh "$OUT" 2>&1 | tail -n 60
+    # pretrain and distill configs, then the GPU parity check and (KERNEL_ARGS) the kernel table. The distill base is
+    # the released model of a `train` stage on this machine, or the committed one. Outputs packed into one archive.
+    base=runs/release/flexivid-small; [ -f $base/model.safetensors ] || base=checkpoints/flexivid-small
+    STEPS=${STEPS:-40} bash tools/multigpu_scaling.sh runs/multi/pretrain 2>&1 | tail -n 30
+    CONFIG=configs/distill_synthetic.yaml BASE_CKPT=$base RESUME_STEPS=0 STEPS=${STEPS:-40} \
+      bash tools/multigpu_scaling.sh runs/multi/distill 2>&1 | tail -n 30
+    [ "${GPU_CHECK:-1}" = 1 ] && python3 tools/gpu_check.py --out runs/multi/gpu_check.json 2>&1 | tail -n 12
+    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/multi/kernels $KERNEL_ARGS 2>&1 | tail -n 30
+    pack runs/multi multi
     ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

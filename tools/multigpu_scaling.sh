@@ -6,7 +6,8 @@
 # log.jsonl as OUT_DIR/<run>.jsonl, plus OUT_DIR/train_tail.log (each run's last output lines). At most 8 files
 # in all, the most a GPU session brings back (tools/gpu_session.sh adds device.txt).
 #   bash tools/multigpu_scaling.sh OUT_DIR          # STEPS=60 LOG_EVERY=10 RESUME_STEPS=20 by default
-# CONFIG=<yaml> measures another run config (default configs/pretrain_synthetic.yaml).
+# CONFIG=<yaml> measures another run config (default configs/pretrain_synthetic.yaml); BASE_CKPT=<dir> sets a distill
+# config's distill.base_checkpoint; RESUME_STEPS=0 skips the cross-count resume.
 # Needs what tools/gpu_session.sh sets up: deepspeed importable by python3, PYTHONPATH, runs/text_cache/.
 set -uo pipefail
 out=${1:?usage: tools/multigpu_scaling.sh OUT_DIR}
@@ -15,7 +16,7 @@ every=${LOG_EVERY:-10}
 resume_steps=${RESUME_STEPS:-20}
 base=${CONFIG:-configs/pretrain_synthetic.yaml}
 ngpu=$(nvidia-smi -L | wc -l)
-work=runs/scaling
+work=runs/scaling/$(basename "$out")
 # NVLink multicast stays off: on shared hosts it can take the GPUs out of service (the launcher passes env on).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 rm -rf "$work" && mkdir -p "$out" "$work"
@@ -23,12 +24,14 @@ rm -rf "$work" && mkdir -p "$out" "$work"
 
 # The run config, eager (train.compile is not supported with ZeRO-3; eager everywhere keeps the stages
 # comparable) and with a log record every $every steps (the steady state is every record but the first).
-cfg=$work/pretrain_scaling.yaml
-python3 - "$base" "$cfg" "$every" <<'EOF' || exit 1
+cfg=$work/run_scaling.yaml
+python3 - "$base" "$cfg" "$every" "${BASE_CKPT:-}" <<'EOF' || exit 1
 import sys
 import yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
 cfg["train"].update(compile=False, log_every=int(sys.argv[3]))
+if sys.argv[4]:
+    cfg["distill"]["base_checkpoint"] = sys.argv[4]
 yaml.safe_dump(cfg, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 
@@ -59,7 +62,7 @@ for zero in 2 3; do
 done
 
 resume_args=()
-if [ "$ngpu" -gt 1 ] && [ -f "$work/z2_${ngpu}gpu/ckpt/latest" ]; then
+if [ "$resume_steps" -gt 0 ] && [ "$ngpu" -gt 1 ] && [ -f "$work/z2_${ngpu}gpu/ckpt/latest" ]; then
   # Continue the all-GPU ZeRO-2 run (it saved at its last step) on 1 GPU: a copy, so its own log stays as it was.
   name=resume_${ngpu}to1
   cp -r "$work/z2_${ngpu}gpu" "$work/$name"
