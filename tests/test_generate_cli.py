@@ -140,3 +140,49 @@ def test_default_checkpoint_falls_back_to_a_random_model(tmp_path, monkeypatch, 
     side = json.loads((tmp_path / "outputs" / "a-red-circle-moves-right.json").read_text())
     assert side["args"]["checkpoint"] == "random-tiny"
     assert read_mp4(tmp_path / "outputs" / "a-red-circle-moves-right.mp4").shape == (2, 16, 16, 3)
+
+
+def test_data_parallel_processes_split_the_prompts(checkpoint, tmp_path):
+    """Under torchrun each process generates the prompts i with i % WORLD_SIZE == RANK; prompt i keeps seed + i, so
+    the files match a one-process run (up to batching: at most 1 grey level)."""
+    ckpt, _ = checkpoint
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\nanother prompt\nthird one\n")
+    common = ["--checkpoint", str(ckpt), "--prompts-file", str(prompts), "--batch-size", "2", "--seed", "5",
+              "--steps", "2", "--quiet"]
+    assert generate_video.main([*common, "--output", str(tmp_path / "one.png")]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(ROOT / "tools" / "generate_video.py"), *common, "--output", str(tmp_path / "dp.png")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rank 0/2: wrote" in proc.stdout and "rank 1/2: wrote" in proc.stdout
+    assert "for 2 video(s)" in proc.stdout and "for 1 video(s)" in proc.stdout  # ranks 0 and 1: prompts 0, 2 and 1
+    for i in range(3):
+        one = np.asarray(Image.open(tmp_path / f"one-{i:03d}.png")).astype(int)
+        dp = np.asarray(Image.open(tmp_path / f"dp-{i:03d}.png")).astype(int)
+        assert np.abs(one - dp).max() <= 1, i
+        assert json.loads((tmp_path / f"dp-{i:03d}.json").read_text())["seed"] == 5 + i
+
+
+def test_text_cache_replaces_the_text_encoder(checkpoint, tmp_path, capsys):
+    """--text-cache reads prompt embeddings from a cache (GPU machines without the text model); an uncached prompt is
+    a one-line error."""
+    from train_utils import StubTextEncoder
+
+    from flexivid.text import build_text_cache
+
+    ckpt, _ = checkpoint
+    cache = tmp_path / "cache.safetensors"
+    build_text_cache(StubTextEncoder(dim=384, max_length=16), [PROMPT], str(cache))
+    out = tmp_path / "cached.png"
+    assert generate(ckpt, out, "--text-cache", str(cache)) == 0 and out.is_file()
+    with_minilm = tmp_path / "minilm.png"
+    assert generate(ckpt, with_minilm) == 0  # other embeddings, so another video
+    assert not np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(with_minilm)))
+    capsys.readouterr()
+    assert generate_video.main(["--checkpoint", str(ckpt), "--prompt", "not in the cache", "--steps", "2",
+                                "--output", str(tmp_path / "x.png"), "--text-cache", str(cache), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and not (tmp_path / "x.png").exists()

@@ -1,6 +1,10 @@
 """Generate videos from text prompts with a FlexiVideoDiT checkpoint, at a chosen patch schedule or compute budget.
 
     python tools/generate_video.py --prompt "a red circle moves right" --compute 0.4 --output outputs/circle.mp4
+    torchrun --nproc_per_node 8 tools/generate_video.py --prompts-file prompts.txt --batch-size 16   # data parallel
+
+Under a launcher (torchrun, deepspeed) every process takes the prompts i with i % WORLD_SIZE == RANK on its own GPU
+(cuda:LOCAL_RANK). Prompt i keeps seed + i, so the files equal a one-process run's.
 """
 from __future__ import annotations
 
@@ -58,9 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default outputs/<prompt-slug>.mp4)")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the checkpoint's)")
     p.add_argument("--checkpoint", default=None, help=f"exported model folder (default {DEFAULT_CHECKPOINT})")
+    p.add_argument("--text-cache", default=None,
+                   help="safetensors text-embedding cache (tools/build_text_cache.py) instead of the checkpoint's text "
+                        "encoder, for machines without it; prompts must be cached captions")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                   help=argparse.SUPPRESS)  # passed by the deepspeed launcher; the rank is read from LOCAL_RANK
     return p
 
 
@@ -100,6 +109,15 @@ def output_paths(args, prompts: list[str]) -> list[Path]:
     return paths
 
 
+def shard() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)`` from a launcher's environment; ``(0, 0, 1)`` for a plain run."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, int(os.environ.get("LOCAL_RANK", str(rank))), world
+
+
 def load_pipeline(args):
     """The pipeline for --checkpoint; the default path falls back to a tiny random model when it is missing."""
     import torch
@@ -107,6 +125,9 @@ def load_pipeline(args):
     from flexivid.pipeline import VideoPipeline
 
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    _, local_rank, world = shard()
+    if world > 1 and args.device is None and torch.cuda.is_available():
+        args.device = f"cuda:{local_rank}"  # one GPU per process
     if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     if args.checkpoint is None and not Path(DEFAULT_CHECKPOINT, "config.json").is_file():
@@ -114,7 +135,12 @@ def load_pipeline(args):
               f"Pass --checkpoint DIR for real samples.", file=sys.stderr)
         return VideoPipeline.random(args.device, dtype), "random-tiny"
     path = args.checkpoint or DEFAULT_CHECKPOINT
-    return VideoPipeline.from_pretrained(path, args.device, dtype), path
+    text_encoder = None
+    if args.text_cache:
+        from flexivid.text import CachedTextEncoder
+
+        text_encoder = CachedTextEncoder(args.text_cache)
+    return VideoPipeline.from_pretrained(path, args.device, dtype, text_encoder=text_encoder), path
 
 
 def run(args) -> int:
@@ -135,10 +161,13 @@ def run(args) -> int:
     plan = pipe.plan(prompts, schedule=args.schedule, compute=args.compute, **kw)
     if any(p.suffix.lower() == ".mp4" for p in paths) and (plan.height % 2 or plan.width % 2):
         raise ValueError(f"mp4 needs an even height and width, got {plan.height}x{plan.width}; use .gif or .png")
-    print(f"schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
-    total_s = 0.0
-    for start in range(0, len(prompts), args.batch_size):
-        idx = list(range(start, min(start + args.batch_size, len(prompts))))
+    rank, _, world = shard()
+    mine = list(range(rank, len(prompts), world))  # this process's prompts (all of them without a launcher)
+    tag = f"rank {rank}/{world}: " if world > 1 else ""
+    print(f"{tag}schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
+    total_s, info = 0.0, None
+    for start in range(0, len(mine), args.batch_size):
+        idx = mine[start:start + args.batch_size]
         video, info = pipe([prompts[i] for i in idx], schedule=plan.schedule, seed=[args.seed + i for i in idx],
                            progress=not args.quiet, shift=args.shift, **kw)
         total_s += info["wall_clock_s"]
@@ -156,11 +185,14 @@ def run(args) -> int:
             }
             atomic_write(paths[i].with_suffix(".json"),
                          lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
-            print(f"wrote {paths[i]}")
+            print(f"{tag}wrote {paths[i]}")
+    if info is None:  # more processes than prompts
+        print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
+        return 0
     s2 = info["weak_guidance_scale"]
     weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
-    print(f"schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "
-          f"wall-clock {total_s:.2f} s for {len(prompts)} video(s) (model loading excluded)")
+    print(f"{tag}schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "
+          f"wall-clock {total_s:.2f} s for {len(mine)} video(s) (model loading excluded)")
     return 0
 
 
