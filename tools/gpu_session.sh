@@ -65,12 +65,25 @@ case "$stage" in
     pack runs/bench bench
     ;;
   multi)
-    # pretrain and distill configs, then the GPU parity check and (KERNEL_ARGS) the kernel table. The distill base is
-    # the released model of a `train` stage on this machine, or the committed one. Outputs packed into one archive.
+    # pretrain and distill configs, data-parallel generation, then the GPU parity check and (KERNEL_ARGS) kernels.
+    # The distill base is the released model of a `train` stage on this machine, or the committed one. Outputs
+    # packed into one archive.
     base=runs/release/flexivid-small; [ -f $base/model.safetensors ] || base=checkpoints/flexivid-small
     STEPS=${STEPS:-40} bash tools/multigpu_scaling.sh runs/multi/pretrain 2>&1 | tail -n 30
     CONFIG=configs/distill_synthetic.yaml BASE_CKPT=$base RESUME_STEPS=0 STEPS=${STEPS:-40} \
       bash tools/multigpu_scaling.sh runs/multi/distill 2>&1 | tail -n 30
+    # data-parallel generation: the same 64 held-out prompts (30 steps, batch 16) on 1 GPU and on every GPU
+    python3 -c "from flexivid.config import DataConfig; from flexivid.data.synthetic import SyntheticVideoDataset, \
+caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=64)); \
+print('\n'.join(caption_for(ds.attrs(i)) for i in range(64)))" > runs/multi/dp_prompts.txt
+    for n in 1 $(nvidia-smi -L | wc -l); do
+      t0=$SECONDS
+      python3 -m torch.distributed.run --nproc_per_node "$n" tools/generate_video.py --checkpoint "$base" --quiet \
+        --prompts-file runs/multi/dp_prompts.txt --batch-size 16 --output "runs/dp${n}/clip.gif" \
+        --text-cache runs/text_cache/minilm_synthetic.safetensors > "runs/multi/dp_${n}gpu.log" 2>&1
+      { echo "data-parallel generation on $n GPU(s): $((SECONDS - t0)) s end to end (start-up and loading included)"
+        grep "wall-clock" "runs/multi/dp_${n}gpu.log"; } | tee -a runs/multi/dp_generation.txt
+    done
     [ "${GPU_CHECK:-1}" = 1 ] && python3 tools/gpu_check.py --out runs/multi/gpu_check.json 2>&1 | tail -n 12
     [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/multi/kernels $KERNEL_ARGS 2>&1 | tail -n 30
     pack runs/multi multi
