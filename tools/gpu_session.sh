@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs one stage of flexivid's GPU work on a lent GPU machine, writing what comes back under $OUT.
 #   train  : GPU parity checks, pretrain + distill the shipped model (DeepSpeed, NGPU GPUs), release export (bf16)
-#   bench  : kernel throughput table + compute-quality frontier of the trained model
+#   bench  : compute-quality frontier of a model (CKPT), then the kernel table (KERNEL_ARGS)
 #   multi  : DeepSpeed ZeRO-2 / ZeRO-3 scaling on 1 vs N GPUs (pretrain and distill), a checkpoint resumed on
-#            a different N
+#            a different N, data-parallel generation
 # Needs (carried, git-ignored): .whl/ (deepspeed + hjson/pydantic wheels), runs/text_cache/ (MiniLM embeddings),
 # and for bench .gpu/cache/ (I3D safetensors). Usage: bash tools/gpu_session.sh STAGE
+# Transfer limit (64 MiB a call, working tree included): the I3D cache (49 MiB) cannot travel with the committed
+# checkpoint (35 MiB). Run bench right after train on the still-warm machine (runs/release/ stays there), with
+# checkpoints/flexivid-small moved out of the working tree for that call and only .gpu carried.
 set -uo pipefail
 stage=${1:?stage: train | bench | multi}
 OUT=${OUT:-runs/gpu_out}
