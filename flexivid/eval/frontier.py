@@ -162,7 +162,9 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
         log(f"{raw:34s} flops {frac:.3f}  fidelity {row.fidelity['mean']:.3f}  FVD {row.fvd}  "
             f"PSNR {row.psnr:.2f}  SSIM {row.ssim:.3f}  ({time.perf_counter() - t0:.1f} s)")
         rows.append(row)
-    _write(rows, s, out, samples, pipe)  # quality first: a run stopped during timing keeps it
+    grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
+    write_video(out / "samples.gif", to_uint8(grid), fps=pipe.defaults.fps)
+    _write(rows, s, out, pipe)  # quality first: a run stopped during timing keeps it
     compile_settings = {"off": [False], "on": [True], "both": [False, True]}[s.compile]
     for compiled in compile_settings:
         if compiled:
@@ -186,7 +188,7 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
                 t = row.timings.get(key)
                 row.speedups[key] = base / t if base and t else None
             log(f"timed {key}: full {base}")
-            _write(rows, s, out, samples, pipe)
+            _write(rows, s, out, pipe)
     return rows
 
 
@@ -201,13 +203,12 @@ def rewrite_from_json(out_dir: str | Path) -> None:
     _plot(rows, out / "frontier.png", data["device"])
 
 
-def _write(rows: list[Row], s: FrontierSettings, out: Path, samples, pipe) -> None:
+def _write(rows: list[Row], s: FrontierSettings, out: Path, pipe) -> None:
+    """frontier.json, frontier.md and frontier.png from the rows so far."""
     dev = torch.cuda.get_device_name() if pipe.device.type == "cuda" else "CPU"
     (out / "frontier.json").write_text(json.dumps({"device": dev, "settings": asdict(s),
                                                    "rows": [asdict(r) for r in rows]}, indent=2))
     _write_table(rows, s, out, dev)
-    grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
-    write_video(out / "samples.gif", to_uint8(grid), fps=pipe.defaults.fps)
     _plot(rows, out / "frontier.png", dev)
 
 

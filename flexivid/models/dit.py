@@ -159,6 +159,7 @@ class FlexiVideoDiT(nn.Module):
         self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.lora_modes: tuple[str, ...] = ()  # weak modes with a LoRA adapter (set by flexify)
+        self._trunk = None  # the compiled block stack of compile_blocks(mode="reduce-overhead")
         self._init_weights()
         for name, patch in cfg.modes.items():
             self.add_mode(name, patch)
@@ -303,8 +304,7 @@ class FlexiVideoDiT(nn.Module):
 
     def _stack(self, x, mod, rope, text, ctx: AttnContext):
         """All blocks: ``x (B, N, D)`` -> ``(B, N, D)``, through the compiled stack when ``compile_blocks`` made one."""
-        trunk = getattr(self, "_trunk", None)
-        return (trunk or self._blocks_forward)(x, mod, rope, text, ctx)
+        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx)
 
     def _adapter_of(self, mode: str) -> str | None:
         return mode if mode in self.lora_modes else None

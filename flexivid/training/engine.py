@@ -150,10 +150,9 @@ class Trainer:
         if cfg.stage == "pretrain":
             model = FlexiVideoDiT(cfg.model)
             if cfg.train.init_from:  # continued pretraining; preflight checked the architecture
-                from safetensors.torch import load_file
+                from ..models.serialization import load_model
 
-                model.load_state_dict({k: v.float() for k, v in
-                                       load_file(Path(cfg.train.init_from) / "model.safetensors").items()})
+                model.load_state_dict(load_model(cfg.train.init_from, modes=[]).state_dict())
             return model
         from ..models.flexify import flexify, mode_parameters
         from ..models.serialization import load_model
