@@ -77,3 +77,22 @@ def test_replot_rebuilds_table_and_plot_from_json(tmp_path):
     assert bench.main(["--replot", "--out", str(out)]) == 0
     assert "| full@2 | fewer full steps |" in (out / "frontier.md").read_text()
     assert (out / "frontier.png").stat().st_size > 0
+
+
+def test_profile_modes_lora_vs_merged(tmp_path):
+    import tools.profile_modes as prof
+
+    ckpt = _tiny_export(tmp_path / "model")
+    out = tmp_path / "prof"
+    assert prof.main(["--checkpoint", str(ckpt), "--out", str(out), "--batch", "1", "--compile", "off",
+                      "--repeats", "1", "--top", "3"]) == 0
+    data = json.loads((out / "profile_modes.json").read_text())
+    rows = {(r["variant"], r["mode"]): r for r in data["rows"]}
+    assert set(rows) == {(v, m) for v in ("lora", "merged") for m in ("full", "coarse_time", "coarse_space")}
+    assert rows[("lora", "full")]["time_ratio"] == 1.0
+    assert rows[("lora", "full")]["tokens"] == 4 * rows[("lora", "coarse_space")]["tokens"]
+    # merged linears carry no adapter FLOPs: a lower FLOPs ratio than the peft path for the same weak mode
+    assert rows[("merged", "coarse_time")]["flops_ratio"] < rows[("lora", "coarse_time")]["flops_ratio"]
+    assert len(data["kernels"]["lora/coarse_space"]) == 4  # top 3 + the total
+    assert "| merged | coarse_space |" in (out / "profile_modes.md").read_text()
+    assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
