@@ -107,16 +107,23 @@ class VideoPipeline:
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, dtype: torch.dtype | None = None,
-                        modes: list[str] | None = None, text_encoder=None) -> "VideoPipeline":
+                        modes: list[str] | None = None, text_encoder=None,
+                        merge_adapters: bool = True) -> "VideoPipeline":
         """Load an exported model (``models.serialization`` layout) and build the text encoder and autoencoder its
         ``config.json`` names (extras ``text``, ``autoencoder``; ``data`` gives the default clip shape and fps).
-        Defaults: CUDA if available, bf16 there and fp32 on the CPU."""
+        Defaults: CUDA if available, bf16 there and fp32 on the CPU. ``merge_adapters``: run each LoRA mode on its
+        own copy of the blocks with the LoRA merged in (``flexify.merge_adapters``; faster, one block copy per
+        mode); False runs the peft adapters as trained."""
         from .autoencoders import build_autoencoder
         from .text import build_text_encoder
 
         path = Path(path)
         device = device or default_device()
         model = load_model(path, device, dtype or default_dtype(device), modes)
+        if merge_adapters and model.lora_modes:
+            from .models.flexify import merge_adapters as merge
+
+            merge(model)
         meta = json.loads((path / "config.json").read_text())
         cfg = config_from_dict({k: meta[k] for k in ("text", "autoencoder") if k in meta})
         text_cfg = replace(cfg.text, path=_resolve(cfg.text.path, path), cache_path=_resolve(cfg.text.cache_path, path))
@@ -197,7 +204,9 @@ class VideoPipeline:
                   width // ae.spatial_factor)
         text, text_mask = self._encode(prompts)
         text_lens = [int(n) for n in text_mask.sum(1)]
-        lora_rank = getattr(self.model, "lora_rank", 0) if self.model.lora_modes else 0
+        # adapter FLOPs count only where the peft path runs (merged stacks carry none)
+        unmerged = set(self.model.lora_modes) - set(self.model.merged_stacks)
+        lora_rank = getattr(self.model, "lora_rank", 0) if unmerged else 0
         kw = dict(lora_rank=lora_rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
         if compute is not None:
             # Only modes whose patch fits this clip are candidates.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import activate_mode, flexify, lora_layers, merged_copy, mode_parameters
+from flexivid.models.flexify import activate_mode, flexify, lora_layers, merge_adapters, merged_copy, mode_parameters
 from flexivid.models.serialization import load_model, save_model
 
 from conftest import randomize_zero_init
@@ -69,6 +69,28 @@ def test_merged_copy_equals_unmerged(pair):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         m_bf, u_bf = merged_copy(flex, "coarse_time")(*inp, "coarse_time"), flex(*inp, "coarse_time")
     assert torch.allclose(m_bf.float(), u_bf.float(), atol=5e-2)
+
+
+def test_merge_adapters_routes_each_mode_to_its_merged_stack(pair):
+    _, flex, inp = pair
+    ref = {m: flex(*inp, m) for m in ["full", *MODES]}
+    keys = set(flex.state_dict())
+    merge_adapters(flex)
+    assert set(flex.merged_stacks) == set(MODES) and set(flex.state_dict()) == keys  # exports are unchanged
+    assert not any("lora" in n for n, _ in flex.merged_stacks["coarse_time"].named_parameters())
+    assert torch.equal(flex(*inp, "full"), ref["full"])  # full keeps the base blocks, bit-identical
+    for mode in MODES:
+        out = flex(*inp, mode)
+        assert torch.allclose(out, ref[mode], atol=1e-5)
+        assert not torch.equal(out, flex(*inp, "full"))
+    # the merged stacks are what runs: perturbing the peft adapter no longer changes the weak mode
+    for n, p in mode_parameters(flex, "coarse_space").items():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=1.0)
+    assert torch.allclose(flex(*inp, "coarse_space"), ref["coarse_space"], atol=1e-5)
+    flex.compile_blocks(backend="eager")  # regional compile covers the merged stacks too
+    assert all(blk._compiled_call_impl is not None for blk in flex.merged_stacks["coarse_time"])
+    assert torch.allclose(flex(*inp, "coarse_time"), ref["coarse_time"], atol=1e-5)
 
 
 def test_export_reload_and_unknown_mode(pair, tmp_path):

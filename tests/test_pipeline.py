@@ -105,3 +105,24 @@ def test_budget_skips_modes_that_do_not_fit(pipe):
     # 3 frames do not fit coarse_time's temporal patch 2: the budget search uses the other modes only.
     _, info = pipe("a b", num_frames=3, height=16, width=16, steps=3, compute=0.6, progress=False)
     assert all("coarse_time" not in pair for pair in info["modes"])
+
+
+def test_merged_adapters_match_peft_and_drop_adapter_flops():
+    import copy
+
+    from flexivid.models.flexify import flexify, merge_adapters, mode_parameters
+
+    torch.manual_seed(0)
+    base = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16)))
+    flex = flexify(base, dict(MODES), lora_rank=4)
+    for mode in MODES:  # trained-like, non-zero adapters
+        for n, p in mode_parameters(flex, mode).items():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.05)
+    merged = copy.deepcopy(flex)
+    merge_adapters(merged)
+    kw = dict(CLIP, schedule="coarse_space:1,coarse_time:1,full:1", seed=3)
+    runs = [VideoPipeline(m, StubTextEncoder(), PixelAutoencoder())(["a red circle"], **kw) for m in (flex, merged)]
+    (v_peft, i_peft), (v_merged, i_merged) = runs
+    assert torch.allclose(v_merged, v_peft, atol=1e-4)
+    assert i_merged["flops_fraction"] < i_peft["flops_fraction"]  # the peft path's adapter matmuls are counted

@@ -72,7 +72,7 @@ def run_frontier(a) -> int:
     settings = FrontierSettings(checkpoint=a.checkpoint, out_dir=a.out, num_videos=a.num_videos, steps=a.steps,
                                 guidance_scale=a.guidance_scale, schedules=a.schedules, batch_sizes=tuple(a.batch_sizes),
                                 compile=a.compile, fvd=not a.no_fvd, text_cache=a.text_cache, device=a.device,
-                                seed=a.seed, timing_repeats=a.repeats)
+                                seed=a.seed, timing_repeats=a.repeats, merge_adapters=not a.unmerged_adapters)
     run(settings)
     return 0
 
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (GPU machines without MiniLM)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
     a = ap.parse_args(argv)
     try:

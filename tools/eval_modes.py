@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--output", default=None, help="JSON file for the result")
     a = ap.parse_args(argv)
     try:
-        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu")
+        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--unmerged-adapters", action="store_true",
+                   help="run the weak modes' peft LoRAs as trained instead of per-mode merged weights (slower)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
                    help=argparse.SUPPRESS)  # passed by the deepspeed launcher; the rank is read from LOCAL_RANK
     return p
@@ -140,7 +142,8 @@ def load_pipeline(args):
         from flexivid.text import CachedTextEncoder
 
         text_encoder = CachedTextEncoder(args.text_cache)
-    return VideoPipeline.from_pretrained(path, args.device, dtype, text_encoder=text_encoder), path
+    return VideoPipeline.from_pretrained(path, args.device, dtype, text_encoder=text_encoder,
+                                         merge_adapters=not args.unmerged_adapters), path
 
 
 def run(args) -> int:

@@ -49,6 +49,7 @@ class FrontierSettings:
     seed: int = 0
     timing_repeats: int = 3
     gen_batch: int = 64
+    merge_adapters: bool = True  # per-mode merged LoRA weights, the pipeline's default
 
 
 @dataclass
@@ -119,7 +120,8 @@ def run_frontier(s: FrontierSettings, log=print) -> list[Row]:
         from ..text import CachedTextEncoder
 
         text_encoder = CachedTextEncoder(s.text_cache)
-    pipe = VideoPipeline.from_pretrained(s.checkpoint, device=device, text_encoder=text_encoder)
+    pipe = VideoPipeline.from_pretrained(s.checkpoint, device=device, text_encoder=text_encoder,
+                                         merge_adapters=s.merge_adapters)
     cuda = pipe.device.type == "cuda"
     d = pipe.defaults
     data_cfg = DataConfig(split="test", num_frames=d.num_frames, height=d.height, width=d.width,
@@ -216,9 +218,12 @@ def _write_table(rows: list[Row], s: FrontierSettings, out: Path, dev: str) -> N
     keys = sorted({k for r in rows for k in r.timings})
     head = ["schedule", "family", "FLOPs %"] + [f"s/video {k}" for k in keys] + [f"speed-up {k}" for k in keys] + \
         ["FVD", "fidelity", "colour", "shape", "size", "direction", "PSNR", "SSIM"]
+    fvd = (f"I3D, {s.num_videos} fake vs 2048 real clips, 16 frames, whole-frame bilinear 224" if s.fvd
+           else "not computed (--no-fvd)")
     lines = [f"device: {dev}; checkpoint {s.checkpoint}; {s.num_videos} videos per schedule (held-out test prompts), "
-             f"{s.steps} steps, guidance {s.guidance_scale}; FVD: I3D, {s.num_videos} fake vs 2048 real clips, 16 "
-             f"frames, whole-frame bilinear 224", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"{s.steps} steps, guidance {s.guidance_scale}; FVD: {fvd}; LoRA adapters "
+             f"{'merged per mode' if s.merge_adapters else 'unmerged (peft)'}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"  # noqa: E731
     for r in rows:
         f = r.fidelity

@@ -160,6 +160,7 @@ class FlexiVideoDiT(nn.Module):
         self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.lora_modes: tuple[str, ...] = ()  # weak modes with a LoRA adapter (set by flexify)
         self._trunk = None  # the compiled block stack of compile_blocks(mode="reduce-overhead")
+        self.merged_stacks: dict[str, nn.ModuleList] = {}  # mode -> its LoRA-merged blocks (flexify.merge_adapters)
         self._init_weights()
         for name, patch in cfg.modes.items():
             self.add_mode(name, patch)
@@ -219,18 +220,19 @@ class FlexiVideoDiT(nn.Module):
         output while it is still needed (torch 2.11: "accessing tensor output of CUDAGraphs that has been
         overwritten by a subsequent run", measured on the H100).
         """
-        for blk in self.blocks:  # undo an earlier regional compile (nn.Module.compile sets this attribute)
+        blocks = [blk for stack in (self.blocks, *self.merged_stacks.values()) for blk in stack]
+        for blk in blocks:  # undo an earlier regional compile (nn.Module.compile sets this attribute)
             blk._compiled_call_impl = None
         kw = dict(mode=mode) if backend == "inductor" else {}  # modes are inductor's
         if mode == "reduce-overhead":
             self._trunk = torch.compile(self._blocks_forward, backend=backend, dynamic=False, **kw)
         else:
             self._trunk = None
-            for blk in self.blocks:
+            for blk in blocks:
                 blk.compile(backend=backend, dynamic=False, **kw)
 
-    def _blocks_forward(self, x, mod, rope, text, ctx: AttnContext):
-        for blk in self.blocks:
+    def _blocks_forward(self, x, mod, rope, text, ctx: AttnContext, blocks: nn.ModuleList):
+        for blk in blocks:
             x = blk(x, mod, rope, text, ctx)
         return x
 
@@ -302,9 +304,11 @@ class FlexiVideoDiT(nn.Module):
         shift, scale = (self.final_table + temb[:, :, None]).unbind(2)
         return self.norm_final(x) * (1 + scale) + shift
 
-    def _stack(self, x, mod, rope, text, ctx: AttnContext):
-        """All blocks: ``x (B, N, D)`` -> ``(B, N, D)``, through the compiled stack when ``compile_blocks`` made one."""
-        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx)
+    def _stack(self, x, mod, rope, text, ctx: AttnContext, mode: str):
+        """All blocks: ``x (B, N, D)`` -> ``(B, N, D)``, through the compiled stack when ``compile_blocks`` made one,
+        and ``mode``'s merged copy of the blocks when ``flexify.merge_adapters`` made one."""
+        blocks = self.merged_stacks.get(mode, self.blocks)
+        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx, blocks)
 
     def _adapter_of(self, mode: str) -> str | None:
         return mode if mode in self.lora_modes else None
@@ -323,7 +327,7 @@ class FlexiVideoDiT(nn.Module):
                 if self.lora_modes:
                     activate_mode(self, p["mode"])
                 ctx = AttnContext(backend, text_mask=p["text_mask"])
-                x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx)
+                x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx, p["mode"])
                 x = self._final(x, p["temb"][:, None])
                 outs.append(self.deembed(x, p["mode"], p["grid"]))
             return outs
@@ -345,7 +349,7 @@ class FlexiVideoDiT(nn.Module):
         if self.lora_modes:
             activate_mode(self, preps[0]["mode"])
         x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
-        x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx)
+        x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx, preps[0]["mode"])
         x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
         outs, k = [], 0
         for p in preps:
