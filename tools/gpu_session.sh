@@ -48,6 +48,22 @@ pack() {  # pack DIR NAME: tar.gz of DIR split into 15 MiB parts under $OUT (fil
   tar czf "/tmp/$2.tgz" -C "$(dirname "$1")" "$(basename "$1")" && split -b 15m "/tmp/$2.tgz" "$OUT/$2.tgz.part-"
 }
 
+dp_generation() {  # dp_generation CKPT DIR: 64 held-out prompts (30 steps, batch 16) on 1 GPU, then on every GPU;
+  # DIR/dp_prompts.txt, DIR/dp_<n>gpu.log and the wall-clock lines in DIR/dp_generation.txt
+  local ngpu n t0; ngpu=$(nvidia-smi -L | wc -l)
+  python3 -c "from flexivid.config import DataConfig; from flexivid.data.synthetic import SyntheticVideoDataset, \
+caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=64)); \
+print('\n'.join(caption_for(ds.attrs(i)) for i in range(64)))" > "$2/dp_prompts.txt"
+  for n in 1 $([ "$ngpu" -gt 1 ] && echo "$ngpu"); do
+    t0=$SECONDS
+    python3 -m torch.distributed.run --nproc_per_node "$n" tools/generate_video.py --checkpoint "$1" --quiet \
+      --prompts-file "$2/dp_prompts.txt" --batch-size 16 --output "runs/dp${n}/clip.gif" \
+      --text-cache runs/text_cache/minilm_synthetic.safetensors > "$2/dp_${n}gpu.log" 2>&1
+    { echo "data-parallel generation on $n GPU(s): $((SECONDS - t0)) s end to end (start-up and loading included)"
+      grep "wall-clock" "$2/dp_${n}gpu.log"; } | tee -a "$2/dp_generation.txt"
+  done
+}
+
 case "$stage" in
   train)
     # NGPU GPUs (default 1). PRETRAIN_CONFIG (default configs/pretrain_synthetic.yaml); INIT_DIR: an exported
@@ -94,18 +110,7 @@ case "$stage" in
     STEPS=${STEPS:-40} bash tools/multigpu_scaling.sh runs/multi/pretrain 2>&1 | tail -n 30
     CONFIG=configs/distill_synthetic.yaml BASE_CKPT=$base RESUME_STEPS=0 STEPS=${STEPS:-40} \
       bash tools/multigpu_scaling.sh runs/multi/distill 2>&1 | tail -n 30
-    # data-parallel generation: the same 64 held-out prompts (30 steps, batch 16) on 1 GPU and on every GPU
-    python3 -c "from flexivid.config import DataConfig; from flexivid.data.synthetic import SyntheticVideoDataset, \
-caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=64)); \
-print('\n'.join(caption_for(ds.attrs(i)) for i in range(64)))" > runs/multi/dp_prompts.txt
-    for n in 1 $(nvidia-smi -L | wc -l); do
-      t0=$SECONDS
-      python3 -m torch.distributed.run --nproc_per_node "$n" tools/generate_video.py --checkpoint "$base" --quiet \
-        --prompts-file runs/multi/dp_prompts.txt --batch-size 16 --output "runs/dp${n}/clip.gif" \
-        --text-cache runs/text_cache/minilm_synthetic.safetensors > "runs/multi/dp_${n}gpu.log" 2>&1
-      { echo "data-parallel generation on $n GPU(s): $((SECONDS - t0)) s end to end (start-up and loading included)"
-        grep "wall-clock" "runs/multi/dp_${n}gpu.log"; } | tee -a runs/multi/dp_generation.txt
-    done
+    dp_generation "$base" runs/multi
     [ "${GPU_CHECK:-1}" = 1 ] && python3 tools/gpu_check.py --out runs/multi/gpu_check.json 2>&1 | tail -n 12
     [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/multi/kernels $KERNEL_ARGS 2>&1 | tail -n 30
     pack runs/multi multi
@@ -144,19 +149,7 @@ sort_keys=False)" $w || exit 1
     }
     if [ "$side" = 1 ]; then frontier & side_jobs; wait; else frontier; side_jobs; fi
     tail -n 25 $w/logs/frontier.log $w/logs/kernels.log $w/logs/gpu_check.log $w/logs/resume_to1.log
-    if [ "$ngpu" -gt 1 ]; then  # data-parallel generation: 64 held-out prompts on 1 GPU, then on all
-      python3 -c "from flexivid.config import DataConfig; from flexivid.data.synthetic import SyntheticVideoDataset, \
-caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=64)); \
-print('\n'.join(caption_for(ds.attrs(i)) for i in range(64)))" > $w/dp_prompts.txt
-      for n in 1 "$ngpu"; do
-        t0=$SECONDS
-        python3 -m torch.distributed.run --nproc_per_node "$n" tools/generate_video.py --checkpoint $w/flexivid-small \
-          --quiet --prompts-file $w/dp_prompts.txt --batch-size 16 --output "runs/dp${n}/clip.gif" \
-          --text-cache runs/text_cache/minilm_synthetic.safetensors > "$w/logs/dp_${n}gpu.log" 2>&1
-        { echo "data-parallel generation on $n GPU(s): $((SECONDS - t0)) s end to end (start-up and loading included)"
-          grep "wall-clock" "$w/logs/dp_${n}gpu.log"; } | tee -a $w/logs/dp_generation.txt
-      done
-    fi
+    [ "$ngpu" -gt 1 ] && dp_generation $w/flexivid-small $w/logs
     rm -rf $w/base; pack $w release
     ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -5,7 +5,7 @@ For each mode this times one forward of the checkpoint's model at the pipeline's
 doubled for CFG), eager and with regional ``torch.compile``:
 
 - ``lora``: the peft LoRA of the mode active, as ``VideoPipeline`` runs it;
-- ``merged``: ``flexify.merged_copy`` of the model, the mode's LoRA folded into the linears (no adapter kernels).
+- ``merged``: ``flexify.merge_adapters``, each LoRA mode on its own LoRA-merged blocks (the pipeline's default).
 
 and writes ``<out>/profile_modes.md`` / ``.json``: ms per call, time ratio to full against the FLOPs ratio, plus the
 top CUDA kernels of one eager call per mode (torch.profiler), so the per-step cost that does not shrink with the token
@@ -14,6 +14,7 @@ count is visible::
     python tools/profile_modes.py --checkpoint checkpoints/flexivid-small --batch 16 --out runs/profile
 """
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from flexivid.eval.kernels import time_fn
-from flexivid.models.flexify import merged_copy
+from flexivid.models.flexify import merge_adapters
 from flexivid.models.flops import forward_flops
 from flexivid.models.serialization import load_model
 
@@ -72,9 +73,10 @@ def main(argv=None) -> int:
     t = torch.rand(b, device=dev)
     text = torch.randn(b, a.text_len, model.config.text_dim, device=dev, dtype=dtype)
     mask = torch.ones(b, a.text_len, dtype=torch.bool, device=dev)
-    variants = {"lora": {m: model for m in model.modes}}
-    if model.lora_modes:
-        variants["merged"] = {m: (merged_copy(model, m) if m in model.lora_modes else model) for m in model.modes}
+    variants = {"lora": model}
+    if model.lora_modes:  # the pipeline's default: each LoRA mode routed to its merged block stack
+        variants["merged"] = copy.deepcopy(model)
+        merge_adapters(variants["merged"])
     rank = meta.get("lora_rank", 0)
 
     def flops(variant, mode):  # merged linears carry no adapter FLOPs
@@ -84,13 +86,12 @@ def main(argv=None) -> int:
     print(f"device: {device}; {a.checkpoint}; model call batch {b} ({a.batch} prompts x CFG), latent {latent}")
     rows, kernels = [], {}
     for compiled in {"off": [False], "on": [True], "both": [False, True]}[a.compile]:
-        for vname, per_mode in variants.items():
+        for vname, net in variants.items():
             if compiled:
                 torch._dynamo.reset()
-                for m in set(map(id, per_mode.values())):
-                    next(v for v in per_mode.values() if id(v) == m).compile_blocks()
+                net.compile_blocks()
             full_ms = None
-            for mode, net in per_mode.items():
+            for mode in net.modes:
                 fn = lambda: net(x, t, text, mask, mode)  # noqa: E731
                 with torch.inference_mode():
                     ms = time_fn(fn, warmup=3, repeats=a.repeats) * 1e3
