@@ -7,7 +7,9 @@ that names the key and the allowed values, never deep inside a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Architecture of a FlexiVideoDiT. ``preset`` fills size fields not given explicitly."""
+    """Architecture of a FlexiVideoDiT. ``preset`` fills hidden_size/depth/num_heads; giving one of them with a
+    different value than the preset's is a ``ConfigError`` when loading a config."""
 
     preset: str | None = None
     in_channels: int = 3
@@ -84,6 +87,9 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant (DeepSpeed WarmupLR) | cosine (WarmupCosineLR, to min_lr_ratio * lr)
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
+    # Divergence stop: this many optimizer steps in a row skipped by DeepSpeed (non-finite gradients) end the run
+    # with an error naming the last good checkpoint; a non-finite loss ends it at once.
+    max_skipped_steps: int = 10
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     timestep_sampling: str = "logit_normal"  # logit_normal | uniform
@@ -153,10 +159,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config error: '{where}' must be a mapping, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool) is False and isinstance(value, int):
-        return value
+    if tp in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"config error: '{where}' must be a finite number, got {value!r}")
+        if tp is float:
+            return float(value)
+        if float(value).is_integer():  # 1e4 or 1000.0 for a count
+            return int(value)
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
@@ -164,6 +173,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp in (int, float, bool, str):
         raise ConfigError(f"config error: '{where}' must be {tp.__name__}, got {value!r}")
     return value
+
+
+def _check_patch(value: tuple, where: str) -> None:
+    if any(v < 1 for v in value):
+        raise ConfigError(f"config error: '{where}' must be 3 sizes >= 1 (t, h, w), got {list(value)}")
+
+
+def _check_preset(raw: dict, model: "ModelConfig") -> None:
+    """A preset fills the sizes it names; an explicit, different size next to it is ambiguous: refuse it."""
+    if model.preset is None:
+        return
+    from .models.dit import MODEL_PRESETS  # lazily: the model code imports this module
+
+    if model.preset not in MODEL_PRESETS:
+        raise ConfigError(f"config error: 'model.preset' is {model.preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
+    sizes = MODEL_PRESETS[model.preset]
+    clash = [f"{k}: {raw[k]} (preset {sizes[k]})" for k in sizes if k in raw and raw[k] != sizes[k]]
+    if clash:
+        raise ConfigError(f"config error: model.preset {model.preset!r} sets hidden_size/depth/num_heads but the "
+                          f"config also gives {', '.join(clash)}; remove model.preset or those keys")
 
 
 def _build(cls: type, raw: dict, prefix: str) -> Any:
@@ -185,7 +214,16 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
             choices = _CHOICES.get(where)
             if choices and kwargs[key] not in choices:
                 raise ConfigError(f"config error: '{where}' is {kwargs[key]!r}; allowed: {', '.join(choices)}")
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    if cls is ModelConfig:
+        _check_preset(raw, built)
+        _check_patch(built.patch_size, f"{prefix}.patch_size")
+        for name, patch in built.modes.items():
+            _check_patch(patch, f"{prefix}.modes.{name}")
+    if cls is DistillConfig:
+        for name, patch in built.modes.items():
+            _check_patch(patch, f"{prefix}.modes.{name}")
+    return built
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -193,12 +231,39 @@ def config_from_dict(raw: dict) -> Config:
     return _build(Config, raw or {}, "")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; numbers in every usual notation are floats here."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_config(path: str | os.PathLike) -> Config:
-    """Load and validate a YAML config; a missing file or bad key raises a one-line ``ConfigError``."""
+    """Load and validate a YAML config; a missing, empty or unparsable file or a bad key raises ``ConfigError``."""
     if not os.path.isfile(path):
         raise ConfigError(f"config error: file not found: {path} (configs live in configs/*.yaml)")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.load(f, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config error: {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config error: {path} is not a UTF-8 text file (expected a YAML run config)") from None
+    if raw is None:
+        raise ConfigError(f"config error: {path} is empty; start from one of configs/*.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {path} must hold a YAML mapping (stage:, model:, data:, ...), "
+                          f"got {type(raw).__name__}")
     return config_from_dict(raw)
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 
 CONVENTION = """\
@@ -29,10 +30,11 @@ sources (--real / --fake):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flexivid.errors import OneLineParser
     from flexivid.eval.fvd import FVDConfig, RESIZE_MODES
 
     d = FVDConfig()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=CONVENTION,
+    p = OneLineParser(description=__doc__.splitlines()[0], epilog=CONVENTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", required=True, help="real clips (reference set); its statistics are cached")
     p.add_argument("--fake", required=True, help="generated clips")
@@ -52,34 +54,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from flexivid.eval.fvd import FVDConfig, FVDError, compute_fvd
-    from flexivid.eval.i3d import I3DError
-    from flexivid.video_io import VideoReadError
+def check_output(path: str | None) -> None:
+    """--output must be a writable .json file path, checked before minutes of feature extraction."""
+    if path is None:
+        return
+    out = os.path.abspath(path)
+    if not out.endswith(".json"):
+        raise ValueError(f"--output {path}: the result is JSON; give a .json file name")
+    if os.path.isdir(out):
+        raise ValueError(f"--output {path} is a folder; give a .json file name")
+    parent = os.path.dirname(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--output {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"--output {path}: {parent} is not writable")
 
-    args = build_parser().parse_args(argv)
+
+def run(args) -> int:
+    from flexivid.eval.fvd import FVDConfig, compute_fvd
+    from flexivid.models.serialization import atomic_write
+
+    check_output(args.output)
     cfg = FVDConfig(num_real=args.num_real, num_fake=args.num_fake, num_frames=args.num_frames, stride=args.stride,
                     resize=args.resize, batch_size=args.batch_size, device=args.device, use_cache=not args.no_cache,
                     progress=not args.quiet, num_workers=args.num_workers)
-    with warnings.catch_warnings():  # restores the warning machinery when main() is called in-process
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)  # one line
-        try:
-            result = compute_fvd(args.real, args.fake, cfg)
-        except (FVDError, I3DError, VideoReadError, ImportError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    result = compute_fvd(args.real, args.fake, cfg)
     print(f"FVD ({result['protocol']}): {result['fvd']:.3f}")
     for key, value in result.items():
         if key != "fvd":
             print(f"  {key}: {value}")
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as fh:
-            json.dump(result, fh, indent=2)
+        text = json.dumps(result, indent=2, allow_nan=False)
+        atomic_write(args.output, lambda tmp: Path(tmp).write_text(text))
         print(f"wrote {args.output}")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    from flexivid.errors import report_errors
+
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores the warning machinery when main() is called in-process
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)  # one line
+        return report_errors(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

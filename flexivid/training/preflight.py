@@ -18,18 +18,41 @@ def cache_command(config_path: str) -> str:
 
 
 def _check_ranges(cfg: Config, where: str) -> None:
-    t = cfg.train
-    checks = [("train.caption_dropout", 0.0 <= t.caption_dropout <= 1.0, "in [0, 1]"),
+    t, d, m = cfg.train, cfg.data, cfg.model
+    checks = [("train.steps", t.steps >= 1, ">= 1"),
+              ("train.caption_dropout", 0.0 <= t.caption_dropout <= 1.0, "in [0, 1]"),
               ("train.ema_decay", 0.0 <= t.ema_decay < 1.0, "in [0, 1)"),
               ("train.lr", t.lr > 0, "> 0"),
+              ("train.weight_decay", t.weight_decay >= 0, ">= 0"),
+              ("train.min_lr_ratio", 0.0 <= t.min_lr_ratio <= 1.0, "in [0, 1]"),
+              ("train.grad_clip", t.grad_clip >= 0, ">= 0 (0: no clipping)"),
+              ("train.max_skipped_steps", t.max_skipped_steps >= 1, ">= 1"),
               ("train.log_every", t.log_every >= 1, ">= 1"),
               ("train.ckpt_every", t.ckpt_every >= 1, ">= 1"),
               ("train.keep_checkpoints", t.keep_checkpoints >= 1, ">= 1"),
-              ("train.warmup_steps", t.warmup_steps >= 0, ">= 0")]
+              ("train.warmup_steps", t.warmup_steps >= 0, ">= 0"),
+              ("data.num_frames", d.num_frames >= 1, ">= 1"),
+              ("data.height", d.height >= 1, ">= 1"),
+              ("data.width", d.width >= 1, ">= 1"),
+              ("data.fps", d.fps >= 1, ">= 1"),
+              ("data.num_clips", d.num_clips >= 1, ">= 1"),
+              ("data.frame_stride", d.frame_stride >= 1, ">= 1"),
+              ("data.num_workers", d.num_workers >= 0, ">= 0"),
+              ("text.max_length", cfg.text.max_length >= 1, ">= 1"),
+              ("model.in_channels", m.in_channels >= 1, ">= 1"),
+              ("model.hidden_size", m.hidden_size >= 1, ">= 1"),
+              ("model.depth", m.depth >= 1, ">= 1"),
+              ("model.num_heads", m.num_heads >= 1, ">= 1"),
+              ("model.mlp_ratio", m.mlp_ratio > 0, "> 0"),
+              ("model.text_dim", m.text_dim >= 1, ">= 1")]
     for key, ok, rule in checks:
         if not ok:
-            value = getattr(t, key.split(".")[1])
-            raise ConfigError(f"config error: '{key}' must be {rule}, got {value} in {where}")
+            section, name = key.split(".")
+            raise ConfigError(f"config error: '{key}' must be {rule}, got {getattr(getattr(cfg, section), name)} "
+                              f"in {where}")
+    if m.preset is None and m.hidden_size % m.num_heads:
+        raise ConfigError(f"config error: model.hidden_size {m.hidden_size} must be divisible by model.num_heads "
+                          f"{m.num_heads} in {where}")
 
 
 def _check_init_from(cfg: Config, where: str) -> None:
@@ -97,6 +120,9 @@ def _check_paths(cfg: Config, where: str) -> None:
                 raise ConfigError(f"config error: {key} is not set in {where} (needed by data.name: video_folder)")
             if not Path(value).exists():
                 raise FileNotFoundError(f"{key} not found: {value} (set in {where})")
+        from ..data.video_folder import scan_video_folder  # opens every listed file (cached for the dataset)
+
+        scan_video_folder(data)
     if text.encoder == "cache":
         if not text.cache_path:
             raise ConfigError(f"config error: text.cache_path is not set in {where} (needed by text.encoder: cache)")
@@ -116,6 +142,13 @@ def _check_out_dir(cfg: Config, resume: bool) -> None:
     if resume and not has_run:
         raise FileNotFoundError(f"nothing to resume: no {out / 'ckpt' / 'latest'} (start without --resume, or "
                                 f"point --out-dir at the run to continue)")
+    if resume:
+        from .checkpoint import resume_point  # lazily: checkpoint imports the model code
+
+        tag, problems = resume_point(out)
+        if tag is None:
+            raise FileNotFoundError(f"nothing to resume in {out / 'ckpt'}: no complete checkpoint "
+                                    f"({'; '.join(problems)}); start fresh in another train.out_dir")
     if not resume and has_run:  # never mix two runs' checkpoints and logs
         raise ConfigError(f"config error: {out} already holds a run (ckpt/latest); continue it with --resume or "
                           f"choose another train.out_dir / --out-dir")
