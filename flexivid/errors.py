@@ -28,16 +28,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _known() -> tuple[type[BaseException], ...]:
+    """The exception types that carry a user-facing message; a module never imported cannot have raised its own."""
     known: list[type[BaseException]] = [ValueError, LookupError, OSError, ImportError, UserFacingError]
-    try:  # a truncated or foreign .safetensors file
-        from safetensors import SafetensorError
-
-        known.append(SafetensorError)
-    except ImportError:
-        pass
-    from .video_io import VideoReadError
-
-    known.append(VideoReadError)
+    if "safetensors" in sys.modules:  # a truncated or foreign .safetensors file
+        known.append(sys.modules["safetensors"].SafetensorError)
+    if "flexivid.video_io" in sys.modules:
+        known.append(sys.modules["flexivid.video_io"].VideoReadError)
     return tuple(known)
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 
 import torch
 
@@ -82,11 +83,25 @@ class HFTextEncoder:
         self.dim = int(getattr(cfg, "hidden_size", None) or cfg.d_model)
         self.name = f"hf:{os.path.abspath(path)}"
 
+    def _warn_truncated(self, captions: list[str]) -> None:
+        """Captions longer than ``max_length`` tokens are cut to it: say so, once per call."""
+        lengths = [len(ids) for ids in self.tokenizer(list(captions), truncation=False, verbose=False)["input_ids"]]
+        long = [(n, c) for n, c in zip(lengths, captions) if n > self.max_length]
+        if long:
+            n, c = max(long)
+            warnings.warn(f"{len(long)} caption(s) longer than text.max_length = {self.max_length} tokens are cut to "
+                          f"it (longest: {n} tokens, {c[:40]!r}...); only the first {self.max_length} tokens "
+                          f"condition the video: shorten the prompt", stacklevel=3)
+
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``captions`` (B strings) -> (tokens float32 (B, L, D), mask bool (B, L)), L = ``max_length``."""
+        """``captions`` (B strings) -> (tokens float32 (B, L, D), mask bool (B, L)), L = ``max_length``.
+
+        Longer captions are truncated to ``max_length`` tokens, with a warning.
+        """
         if isinstance(captions, str):
             raise TypeError("encode expects a list of captions, got a single string; wrap it in a list")
+        self._warn_truncated(captions)
         tokens, masks = [], []
         for i in range(0, len(captions), self.batch_size):
             batch = self.tokenizer(list(captions[i:i + self.batch_size]), padding="max_length", truncation=True,

@@ -405,11 +405,9 @@ def compute_fvd(real, fake, cfg: FVDConfig | None = None, detector=None) -> dict
 
         if cfg.num_frames < MIN_FRAMES:
             raise FVDError(f"num_frames {cfg.num_frames} is too few for I3D; use >= {MIN_FRAMES} (16 for fvd2048_16f)")
-        detector = load_i3d(device)
-    else:
-        detector = detector.to(device).eval()
-    # Open both sets first so a bad --fake fails before minutes of real-set feature extraction.
+    # Open both sets first so a bad --fake fails before the detector loads and minutes of feature extraction.
     real_src, fake_src = open_source(real, cfg.num_real, cfg), open_source(fake, cfg.num_fake, cfg)
+    detector = load_i3d(device) if detector is None else detector.to(device).eval()
     mu_r, sig_r, n_real, cached = _stats_for(real_src, cfg.num_real, cfg, detector, device, "real", cfg.use_cache)
     mu_f, sig_f, n_fake, _ = _stats_for(fake_src, cfg.num_fake, cfg, detector, device, "fake", False)
     protocol = f"fvd{n_fake}_{cfg.num_frames}f" + (f"_stride{cfg.stride}" if cfg.stride > 1 else "")

@@ -32,6 +32,7 @@ import hashlib
 import importlib
 import os
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -362,7 +363,7 @@ class Trainer:
             tag, passed_over = resume_point(self.out_dir)
             if passed_over and self.rank == 0:
                 tqdm.write(f"warning: resuming from {self.out_dir / 'ckpt' / tag}, the newest complete checkpoint "
-                           f"({'; '.join(passed_over)})")
+                           f"({'; '.join(passed_over)})", file=sys.stderr)
             client = load_checkpoint(self.engine, self.out_dir, self.universal)
             self.ema.load_state_dict(client["ema"])
             start, start_sample = int(client["step"]), int(client["data_position"]["samples_seen"])

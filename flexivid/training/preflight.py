@@ -181,6 +181,8 @@ def preflight(cfg: Config, config_path: str, world_size: int, device_type: str, 
 
 def preflight_env(cfg: Config, config_path: str, resume: bool = False) -> dict:
     """``preflight`` for this process's launch environment (``WORLD_SIZE``, CUDA or not)."""
+    _check_out_dir(cfg, resume)  # the checks that need no torch first: they answer in well under a second
+    _check_ranges(cfg, config_path)
     import torch
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"

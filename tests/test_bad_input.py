@@ -1,0 +1,404 @@
+"""Bad input and faults as a new user meets them: every tool run as a real process, one table.
+
+Each row of ``CASES`` runs one command in a folder of its own and must end with the expected exit status, exactly
+one ``error:`` line naming the culprit, no traceback, and no new or changed file in that folder or in the shared
+fixtures. The rows run a few at a time in one module fixture, so the table stays fast. Faults that must leave files
+behind (a diverged run, a kill in the middle of a save, resume fallbacks) are real-process tests after the table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_utils import REPO, build_stub_cache, read_log, tiny_pretrain_config, write_config
+
+TRAIN, FVD, CACHE = "tools/train.py", "tools/eval_fvd.py", "tools/build_text_cache.py"
+
+
+@dataclass
+class Case:
+    """``args`` may name ``{case}`` (the row's own folder) and ``{shared}`` (read-only fixtures)."""
+
+    id: str
+    tool: str
+    args: list[str]
+    culprit: list[str]  # every string must be in the error line
+    setup: Callable[[Path, Path], None] | None = None
+    env: dict = field(default_factory=dict)
+    status: int = 2
+
+
+# ---- setups: each writes the row's input files into its folder ------------------------------------------------
+
+def yaml_text(text: str | bytes):
+    def setup(case: Path, shared: Path) -> None:
+        (case / "run.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return setup
+
+
+def config(**sections):
+    """The tiny pretraining config with ``section={key: value}`` overrides (None deletes a key)."""
+    def setup(case: Path, shared: Path) -> None:
+        raw = tiny_pretrain_config(case / "out", shared / "cache.safetensors")
+        for name, values in sections.items():
+            if not isinstance(values, dict):
+                raw[name] = values
+                continue
+            part = raw.setdefault(name, {})
+            for k, v in values.items():
+                part.pop(k) if v is None else part.__setitem__(k, v)
+        write_config(case / "run.yaml", raw)
+    return setup
+
+
+def then(*setups):
+    def setup(case: Path, shared: Path) -> None:
+        for s in setups:
+            s(case, shared)
+    return setup
+
+
+def bad_video_folder(case: Path, shared: Path) -> None:
+    videos = case / "videos"
+    videos.mkdir()
+    (videos / "notes.txt").write_text("lorem ipsum dolor sit amet\n" * 400)  # ffmpeg renders it as a "video"
+    (videos / "broken.mp4").write_bytes(b"\x00not an mp4" * 64)
+    (case / "captions.csv").write_text("path,caption\nnotes.txt,a text file\nbroken.mp4,garbage\ngone.mp4,missing\n")
+
+
+def run_dir(tags: list[str], latest: str, junk: bool = True):
+    """An out dir whose checkpoints are unusable (``junk``): empty step folders, ``latest`` naming one."""
+    def setup(case: Path, shared: Path) -> None:
+        ckpt = case / "out" / "ckpt"
+        for t in tags:
+            (ckpt / t).mkdir(parents=True)
+            if junk:
+                (ckpt / t / "mp_rank_00_model_states.pt").write_bytes(b"half a file")
+                (ckpt / t / "rng_rank0.pt").write_bytes(b"")
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "latest").write_text(latest + "\n")
+    return setup
+
+
+def distill(**d):
+    return config(stage="distill", distill={"base_checkpoint": "{shared}/base", "modes": {"coarse_time": [2, 2, 2]},
+                                            **d})
+
+
+def fill_shared_paths(case: Path, shared: Path) -> None:
+    cfg = case / "run.yaml"
+    cfg.write_text(cfg.read_text().replace("{shared}", str(shared)))
+
+
+def file_at(rel: str, content: bytes = b"x"):
+    def setup(case: Path, shared: Path) -> None:
+        (case / rel).parent.mkdir(parents=True, exist_ok=True)
+        (case / rel).write_bytes(content)
+    return setup
+
+
+RUN = ["--config", "{case}/run.yaml"]
+FAKE = ["--real", "synthetic:train", "--fake", "{shared}/fake.npz", "--quiet"]
+
+CASES = [
+    # --- train.py: the config file itself
+    Case("train_empty_yaml", TRAIN, RUN, ["run.yaml", "is empty"], yaml_text("")),
+    Case("train_comments_only", TRAIN, RUN, ["is empty"], yaml_text("# nothing here\n")),
+    Case("train_yaml_syntax", TRAIN, RUN, ["not valid YAML", "line 3"], yaml_text("train:\n  lr: [1, 2\n")),
+    Case("train_not_utf8", TRAIN, RUN, ["UTF-8"], yaml_text(b"\xff\xfe\x00\x81")),
+    Case("train_yaml_list", TRAIN, RUN, ["YAML mapping"], yaml_text("- stage\n- pretrain\n")),
+    Case("train_config_missing", TRAIN, ["--config", "{case}/nope.yaml"], ["file not found", "nope.yaml"]),
+    Case("train_config_is_folder", TRAIN, ["--config", "{case}"], ["file not found"]),
+    Case("train_unknown_key", TRAIN, RUN, ["train.stepz"], config(train={"stepz": 3})),
+    Case("train_unknown_section", TRAIN, RUN, ["unknown key 'trian'"], config(trian={"steps": 3})),
+    Case("train_bad_choice", TRAIN, RUN, ["train.precision", "fp32"], config(train={"precision": "fp64"})),
+    Case("train_lr_string", TRAIN, RUN, ["train.lr", "float"], config(train={"lr": "fast"})),
+    Case("train_lr_nan", TRAIN, RUN, ["train.lr", "finite"], config(train={"lr": float("nan")})),
+    Case("train_lr_inf", TRAIN, RUN, ["train.lr", "finite"], config(train={"lr": float("inf")})),
+    Case("train_lr_negative", TRAIN, RUN, ["train.lr", "> 0"], config(train={"lr": -1e-3})),
+    Case("train_steps_zero", TRAIN, RUN, ["train.steps", ">= 1"], config(train={"steps": 0})),
+    Case("train_steps_fraction", TRAIN, RUN, ["train.steps", "int"], config(train={"steps": 2.5})),
+    Case("train_grad_clip_negative", TRAIN, RUN, ["train.grad_clip"], config(train={"grad_clip": -1.0})),
+    Case("train_dropout_range", TRAIN, RUN, ["train.caption_dropout"], config(train={"caption_dropout": 1.5})),
+    Case("train_max_skipped_zero", TRAIN, RUN, ["train.max_skipped_steps"], config(train={"max_skipped_steps": 0})),
+    Case("train_zero_patch", TRAIN, RUN, ["model.patch_size", ">= 1"], config(model={"patch_size": [1, 0, 2]})),
+    Case("train_patch_length", TRAIN, RUN, ["model.patch_size", "3 values"], config(model={"patch_size": [2, 2]})),
+    Case("train_preset_clash", TRAIN, RUN, ["model.preset", "hidden_size: 128"], config(model={"hidden_size": 128})),
+    Case("train_unknown_preset", TRAIN, RUN, ["model.preset", "huge"], config(model={"preset": "huge"})),
+    Case("train_heads_divide", TRAIN, RUN, ["model.num_heads"],
+         config(model={"preset": None, "hidden_size": 30, "depth": 1, "num_heads": 4})),
+    Case("train_data_frames_zero", TRAIN, RUN, ["data.num_frames"], config(data={"num_frames": 0})),
+    Case("train_data_fps_zero", TRAIN, RUN, ["data.fps"], config(data={"fps": 0})),
+    Case("train_text_length_zero", TRAIN, RUN, ["text.max_length"], config(text={"max_length": 0})),
+    Case("train_steps_flag", TRAIN, [*RUN, "--steps", "many"], ["--steps", "many"], config()),
+    Case("train_unknown_flag", TRAIN, [*RUN, "--lr", "1"], ["unrecognized arguments", "--lr"], config()),
+    Case("train_no_config_flag", TRAIN, [], ["--config"]),
+    # --- train.py: files the config names
+    Case("train_missing_cache", TRAIN, RUN, ["text cache not found", "absent.safetensors"],
+         config(text={"cache_path": "absent.safetensors"})),
+    Case("train_missing_ds_json", TRAIN, RUN, ["deepspeed_config", "zero9.json"],
+         config(train={"deepspeed_config": "ds_configs/zero9.json"})),
+    Case("train_video_root_missing", TRAIN, RUN, ["data.root not found"],
+         config(data={"name": "video_folder", "root": "{case}/nowhere", "captions": "{case}/run.yaml"})),
+    Case("train_video_folder_all_bad", TRAIN, RUN, ["no usable video among the 3", "captions.csv", "notes.txt"],
+         then(bad_video_folder, config(data={"name": "video_folder", "root": "videos", "captions": "captions.csv"}))),
+    Case("train_video_captions_empty", TRAIN, RUN, ["lists no videos"],
+         then(file_at("videos/keep"), file_at("captions.csv", b"path,caption\n"),
+              config(data={"name": "video_folder", "root": "videos", "captions": "captions.csv"}))),
+    Case("train_distill_base_missing", TRAIN, RUN, ["distill.base_checkpoint not found", "no_base"],
+         then(config(stage="distill", distill={"base_checkpoint": "no_base", "modes": {"c": [2, 2, 2]}}))),
+    Case("train_distill_rank_zero", TRAIN, RUN, ["distill.lora_rank"],
+         then(distill(lora_rank=0), fill_shared_paths)),
+    Case("train_distill_mode_zero_patch", TRAIN, RUN, ["distill.modes.coarse_time", ">= 1"],
+         then(distill(modes={"coarse_time": [0, 2, 2]}), fill_shared_paths)),
+    # --- train.py: the run folder
+    Case("train_nothing_to_resume", TRAIN, [*RUN, "--resume"], ["nothing to resume"], config()),
+    Case("train_resume_all_damaged", TRAIN, [*RUN, "--resume"], ["no complete checkpoint", "step0000004"],
+         then(config(), run_dir(["step0000002", "step0000004"], "step0000004"))),
+    Case("train_resume_latest_gone", TRAIN, [*RUN, "--resume"], ["no complete checkpoint", "does not exist"],
+         then(config(), run_dir([], "step0000004"))),
+    Case("train_run_exists", TRAIN, RUN, ["already holds a run", "--resume"],
+         then(config(), run_dir(["step0000002"], "step0000002"))),
+    # --- build_text_cache.py
+    Case("cache_empty_yaml", CACHE, RUN, ["is empty"], yaml_text("")),
+    Case("cache_captions_missing", CACHE, [*RUN, "--captions", "{case}/none.txt", "--out", "{case}/c.safetensors"],
+         ["none.txt"], config()),
+    # --- eval_fvd.py (sources are checked before the I3D detector loads or its cache is written)
+    Case("fvd_device_bogus", FVD, [*FAKE, "--device", "bogus"], ["bogus", "cpu"]),
+    Case("fvd_frames_zero", FVD, [*FAKE, "--num-frames", "0"], ["num_frames", ">= 1"]),
+    Case("fvd_frames_few", FVD, [*FAKE, "--num-frames", "4"], ["num_frames 4", ">= 9"]),
+    Case("fvd_one_real_clip", FVD, [*FAKE, "--num-real", "1"], ["num_real", ">= 2"]),
+    Case("fvd_stride_zero", FVD, [*FAKE, "--stride", "0"], ["stride"]),
+    Case("fvd_batch_zero", FVD, [*FAKE, "--batch-size", "0"], ["batch_size"]),
+    Case("fvd_resize_choice", FVD, [*FAKE, "--resize", "nearest"], ["--resize", "nearest"]),
+    Case("fvd_num_real_text", FVD, [*FAKE, "--num-real", "all"], ["--num-real", "all"]),
+    Case("fvd_real_missing", FVD, ["--real", "{case}/none", "--fake", "{shared}/fake.npz"], ["none", "not an existing"]),
+    Case("fvd_unknown_dataset", FVD, ["--real", "synthetic:val", "--fake", "{shared}/fake.npz"], ["synthetic:val"]),
+    Case("fvd_fake_empty_folder", FVD, ["--real", "synthetic:train", "--fake", "{case}/empty"], ["empty"],
+         file_at("empty/readme.txt")),
+    Case("fvd_fake_corrupt_npz", FVD, ["--real", "synthetic:train", "--fake", "{case}/bad.npz"], ["bad.npz"],
+         file_at("bad.npz", b"PK\x03\x04 truncated")),
+    Case("fvd_output_folder", FVD, [*FAKE, "--output", "{case}"], ["--output"]),
+    Case("fvd_output_not_json", FVD, [*FAKE, "--output", "{case}/fvd.txt"], ["--output", ".json"]),
+    Case("fvd_output_parent_file", FVD, [*FAKE, "--output", "{case}/f/fvd.json"], ["is a file"], file_at("f")),
+]
+
+
+# ---- running the table ----------------------------------------------------------------------------------------
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for root in roots:
+        for dirpath, dirnames, files in os.walk(root):
+            for name in dirnames + files:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                out[str(p)] = (st.st_size if p.is_file() else -1, st.st_mtime_ns if p.is_file() else 0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """Read-only inputs every row may use: the stub text cache, a tiny exported model, 2 tiny fake clips."""
+    import numpy as np
+
+    from flexivid.config import ModelConfig
+    from flexivid.models.dit import FlexiVideoDiT
+    from flexivid.models.serialization import save_model
+
+    root = tmp_path_factory.mktemp("shared")
+    build_stub_cache(root / "cache.safetensors")
+    save_model(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=32)), root / "base")
+    np.savez(root / "fake.npz", videos=np.zeros((2, 16, 32, 32, 3), np.uint8))
+    return root
+
+
+def _fill(arg: str, case: Path, shared: Path) -> str:
+    return arg.replace("{case}", str(case)).replace("{shared}", str(shared))
+
+
+def _run_case(c: Case, root: Path, shared: Path) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    case = root / c.id
+    case.mkdir()
+    if c.setup is not None:
+        c.setup(case, shared)
+    before = snapshot(case, shared)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(REPO), FLEXIVID_CACHE=str(case / "cache"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               **{k: _fill(v, case, shared) for k, v in c.env.items()})
+    proc = subprocess.run([sys.executable, str(REPO / c.tool), *[_fill(a, case, shared) for a in c.args]],
+                          cwd=case, env=env, capture_output=True, text=True, timeout=300)
+    return proc, before, snapshot(case, shared)
+
+
+@pytest.fixture(scope="module")
+def results(shared, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("cases")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {c.id: pool.submit(_run_case, c, root, shared) for c in CASES}
+        return {k: f.result() for k, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, results, shared):
+    proc, before, after = results[case.id]
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert proc.returncode == case.status, out[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for word in case.culprit:
+        assert _fill(word, Path(), shared) in errors[0], (word, errors[0])
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))[:5]  # nothing written or touched
+
+
+def test_yaml_numbers_in_every_notation(tmp_path):
+    from flexivid.config import load_config
+
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-3\n  min_lr_ratio: .5\n  weight_decay: 2E-2\n"
+                                     "  steps: 1e3\n  grad_clip: +1\n")
+    t = load_config(tmp_path / "c.yaml").train
+    assert (t.lr, t.min_lr_ratio, t.weight_decay, t.steps, t.grad_clip) == (1e-3, 0.5, 2e-2, 1000, 1.0)
+    assert isinstance(t.steps, int) and isinstance(t.grad_clip, float)
+
+
+def test_preset_fills_only_missing_sizes(tmp_path):
+    from flexivid.config import load_config
+    from flexivid.models.dit import FlexiVideoDiT
+
+    (tmp_path / "c.yaml").write_text("model:\n  preset: tiny\n  hidden_size: 64\n  text_dim: 32\n")
+    model = FlexiVideoDiT(load_config(tmp_path / "c.yaml").model)  # an explicit size equal to the preset's is fine
+    assert (model.config.hidden_size, model.config.depth, model.config.num_heads) == (64, 2, 4)
+
+
+def test_port_taken_is_one_line(shared, tmp_path):
+    """Two launches on one host: the second finds the rendezvous port taken and says which flag picks another."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config()(tmp_path, shared)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+        proc = subprocess.run([sys.executable, str(REPO / TRAIN), "--config", str(tmp_path / "run.yaml")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"port {port}" in errors[0] and "--master_port" in errors[0]
+    assert not (tmp_path / "out" / "ckpt").exists()
+
+
+# ---- faults that leave files: divergence, a kill during a save, resume fallbacks ------------------------------
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+    return json.loads(line, parse_constant=refuse)
+
+
+def _train(cfg: Path, *args: str, pre: str = "") -> subprocess.CompletedProcess:
+    """tools/train.py as one plain process; ``pre``: python run first in that process (fault injection)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    code = (f"import runpy, sys\n{pre}\nsys.argv = ['train.py', '--config', {str(cfg)!r}, *{list(args)!r}]\n"
+            f"runpy.run_path({str(REPO / TRAIN)!r}, run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _train_steps(out: Path) -> list[int]:
+    return [r["step"] for r in (_strict_json(x) for x in (out / "log.jsonl").read_text().splitlines())
+            if r["event"] == "train"]
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(shared, tmp_path):
+    cfg = write_config(tmp_path / "run.yaml", tiny_pretrain_config(tmp_path / "out", shared / "cache.safetensors",
+                                                                   steps=8, ckpt_every=2, lr=1e6))
+    proc = _train(cfg)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "training diverged at step" in errors[0], proc.stderr[-2000:]
+    ckpt = tmp_path / "out" / "ckpt"
+    last = (ckpt / "latest").read_text().strip()
+    assert f"last good checkpoint: {ckpt / last}" in errors[0]
+    records = [_strict_json(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]  # strict JSON
+    stop = records[-1]
+    assert stop["event"] == "diverged" and stop["last_good_checkpoint"] == last
+    assert int(last.removeprefix("step")) < stop["step"] and f"step {stop['step']}" in errors[0]
+    assert all(math.isfinite(r["loss"]) for r in records if r["event"] == "train")
+    assert sorted(d.name for d in ckpt.iterdir() if d.is_dir())[-1] == last  # nothing saved after it
+    for name, t in load_file(tmp_path / "out" / "export" / "model.safetensors").items():
+        assert torch.isfinite(t).all(), name
+
+
+@pytest.fixture(scope="module")
+def complete_run(shared, tmp_path_factory):
+    """A 6-step run with checkpoints at 2, 4 and 6 (all kept)."""
+    tmp = tmp_path_factory.mktemp("complete")
+    cfg = write_config(tmp / "run.yaml", tiny_pretrain_config(tmp / "out", shared / "cache.safetensors", steps=6,
+                                                              ckpt_every=2, keep_checkpoints=3))
+    proc = _train(cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cfg, tmp / "out"
+
+
+KILL_IN_SAVE = """
+import os, signal, torch
+_save = torch.save
+def save(obj, f, *a, **k):
+    _save(obj, f, *a, **k)
+    if 'step0000004' in str(f) and 'optim_states' in str(f):  # half of step 4's optimizer file, then SIGKILL
+        os.truncate(f, os.path.getsize(f) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+torch.save = save
+"""
+
+
+def test_kill_during_save_then_resume(complete_run, tmp_path):
+    """SIGKILL in the middle of writing step 4: `latest` still names step 2; the resume redoes 3-6, logs each once."""
+    cfg, full = complete_run
+    out = tmp_path / "out"
+    killed = _train(cfg, "--out-dir", str(out), pre=KILL_IN_SAVE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (out / "ckpt" / "latest").read_text().strip() == "step0000002"
+    assert _train_steps(out) == [1, 2, 3, 4]
+    resumed = _train(cfg, "--out-dir", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "warning: resuming from" not in resumed.stderr  # latest was complete: no fallback needed
+    assert _train_steps(out) == [1, 2, 3, 4, 5, 6]  # the killed run's steps 3-4 were dropped, not repeated
+    assert (out / "ckpt" / "latest").read_text().strip() == "step0000006"
+    a, b = load_file(full / "export" / "model.safetensors"), load_file(out / "export" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # exact resume holds
+
+
+@pytest.mark.parametrize("damage", ["folder_deleted", "optimizer_truncated"])
+def test_resume_falls_back_to_the_newest_complete_checkpoint(complete_run, tmp_path, damage):
+    cfg, full = complete_run
+    out = tmp_path / "out"
+    shutil.copytree(full, out)
+    step6 = out / "ckpt" / "step0000006"
+    if damage == "folder_deleted":
+        shutil.rmtree(step6)
+    else:
+        optim = next(step6.glob("*optim_states.pt"))
+        os.truncate(optim, optim.stat().st_size // 3)
+    proc = _train(cfg, "--out-dir", str(out), "--resume", "--steps", "7")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    warning = [x for x in proc.stderr.splitlines() if x.startswith("warning: resuming from")]
+    assert len(warning) == 1 and "step0000004" in warning[0] and "step0000006" in warning[0], proc.stderr[-2000:]
+    assert [r["start_step"] for r in read_log(out) if r["event"] == "start"] == [0, 4]
+    assert _train_steps(out) == [1, 2, 3, 4, 5, 6, 7]
+    assert (out / "ckpt" / "latest").read_text().strip() == "step0000007"
