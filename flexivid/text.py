@@ -85,6 +85,8 @@ class HFTextEncoder:
 
     def _warn_truncated(self, captions: list[str]) -> None:
         """Captions longer than ``max_length`` tokens are cut to it: say so, once per call."""
+        if not captions:
+            return
         lengths = [len(ids) for ids in self.tokenizer(list(captions), truncation=False, verbose=False)["input_ids"]]
         long = [(n, c) for n, c in zip(lengths, captions) if n > self.max_length]
         if long:

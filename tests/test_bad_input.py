@@ -193,6 +193,7 @@ CASES = [
          file_at("bad.npz", b"PK\x03\x04 truncated")),
     Case("fvd_output_folder", FVD, [*FAKE, "--output", "{case}"], ["--output"]),
     Case("fvd_output_not_json", FVD, [*FAKE, "--output", "{case}/fvd.txt"], ["--output", ".json"]),
+    Case("fvd_output_unwritable", FVD, [*FAKE, "--output", "/proc/fvd.json"], ["--output", "cannot write in /proc"]),
     Case("fvd_output_parent_file", FVD, [*FAKE, "--output", "{case}/f/fvd.json"], ["is a file"], file_at("f")),
 ]
 

@@ -228,3 +228,21 @@ def test_cli_help_lists_the_convention(capsys):
         _cli().main(["--help"])
     out = capsys.readouterr().out
     assert "fvd2048_16f" in out and "center_crop" in out and "bilinear" in out
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 cut short", None])
+def test_damaged_statistics_cache_is_rebuilt_with_a_warning(tmp_path, damage):
+    path = tmp_path / "real.npz"
+    np.savez(path, videos=((clips(t=8).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+    det, fake = TinyDetector(), clips(seed=3, t=8)
+    first = compute_fvd(path, fake, fvd_cfg(), detector=det)
+    (cached,) = (fvd_cache := Path(fvd.os.environ["FLEXIVID_CACHE"]) / "fvd_stats").glob("*.npz")
+    if damage is None:  # a readable file with wrong contents: NaN covariance
+        np.savez(cached, mu=np.zeros(4), sigma=np.full((4, 4), np.nan), n=2)
+    else:
+        cached.write_bytes(damage)
+    with pytest.warns(UserWarning, match=r"cached real-set statistics .* recomputing"):
+        again = compute_fvd(path, fake, fvd_cfg(), detector=det)
+    assert again["real_stats_cache"] == "miss" and again["fvd"] == first["fvd"]
+    assert compute_fvd(path, fake, fvd_cfg(), detector=det)["real_stats_cache"] == "hit"  # rewritten whole
+    assert len(list(fvd_cache.glob("*.npz"))) == 1

@@ -120,3 +120,14 @@ def test_labels_are_the_alphabetical_kinetics400_list():
     labels = i3d.kinetics400_labels()
     assert len(labels) == 400 and labels == sorted(labels) and len(set(labels)) == 400
     assert labels[0] == "abseiling" and "feeding birds" in labels
+
+
+def test_damaged_weight_cache_is_rebuilt_with_a_warning(model):
+    path, _ = i3d.cached_weights_path()  # written by the `model` fixture
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.warns(UserWarning, match=r"I3D weight cache .* rebuilding"):
+        again, state = i3d.cached_weights_path()
+    assert again == path and len(path.read_bytes()) == len(good)
+    reference = model.state_dict()
+    assert set(state) == set(reference) and all(torch.equal(state[k], reference[k]) for k in state)

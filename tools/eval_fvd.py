@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -54,29 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_output(path: str | None) -> None:
-    """--output must be a writable .json file path, checked before minutes of feature extraction."""
-    if path is None:
-        return
-    out = os.path.abspath(path)
-    if not out.endswith(".json"):
-        raise ValueError(f"--output {path}: the result is JSON; give a .json file name")
-    if os.path.isdir(out):
-        raise ValueError(f"--output {path} is a folder; give a .json file name")
-    parent = os.path.dirname(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ValueError(f"--output {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"--output {path}: {parent} is not writable")
-
-
 def run(args) -> int:
     from flexivid.eval.fvd import FVDConfig, compute_fvd
     from flexivid.models.serialization import atomic_write
+    from flexivid.output_paths import check_output
 
-    check_output(args.output)
+    if args.output:
+        check_output(args.output, (".json",), overwrite=True)  # before minutes of feature extraction
     cfg = FVDConfig(num_real=args.num_real, num_fake=args.num_fake, num_frames=args.num_frames, stride=args.stride,
                     resize=args.resize, batch_size=args.batch_size, device=args.device, use_cache=not args.no_cache,
                     progress=not args.quiet, num_workers=args.num_workers)
@@ -100,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)  # one line
         return report_errors(run, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())
