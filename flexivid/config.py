@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .models.modes import ModeSpec
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message is one line naming the key and the fix."""
@@ -35,8 +37,9 @@ class ModelConfig:
     text_dim: int = 384
     # Base (pre-trained) patch size in (t, h, w); the `full` mode always uses it.
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    # Extra (weak) modes: name -> patch size. Added at construction or later by `flexify`.
-    modes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Weak modes: name -> ModeSpec (patch, adapter none | lora | shared, rank, alpha); the one record of the modes.
+    # In YAML a mode is {patch: [t, h, w], adapter: lora, rank: 32} or a bare patch [t, h, w] (adapter none).
+    modes: dict[str, ModeSpec] = field(default_factory=dict)
     # "paper": FlexiDiT's W' = B_{mode->base}^T W (avg-pool invariant); "pinv": FlexiViT's PI-resize.
     projection: str = "paper"
     qk_norm: bool = True
@@ -159,6 +162,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config error: '{where}' must be a mapping, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is ModeSpec:
+        try:
+            return ModeSpec.from_value(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config error: '{where}': {e}") from None
     if tp in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(f"config error: '{where}' must be a finite number, got {value!r}")
@@ -184,7 +192,7 @@ def _check_preset(raw: dict, model: "ModelConfig") -> None:
     """A preset fills the sizes it names; an explicit, different size next to it is ambiguous: refuse it."""
     if model.preset is None:
         return
-    from .models.dit import MODEL_PRESETS  # lazily: the model code imports this module
+    from .presets import MODEL_PRESETS
 
     if model.preset not in MODEL_PRESETS:
         raise ConfigError(f"config error: 'model.preset' is {model.preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
@@ -217,13 +225,16 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     built = cls(**kwargs)
     if cls is ModelConfig:
         _check_preset(raw, built)
-        _check_patch(built.patch_size, f"{prefix}.patch_size")
-        for name, patch in built.modes.items():
-            _check_patch(patch, f"{prefix}.modes.{name}")
+        _check_patch(built.patch_size, f"{prefix}.patch_size")  # weak modes' patches: ModeSpec checks them
     if cls is DistillConfig:
         for name, patch in built.modes.items():
             _check_patch(patch, f"{prefix}.modes.{name}")
     return built
+
+
+def build_typed(cls: type, raw: dict) -> Any:
+    """Build and validate any config dataclass ``cls`` from a plain dict (strict keys, coerced types)."""
+    return _build(cls, raw or {}, "")
 
 
 def config_from_dict(raw: dict) -> Config:

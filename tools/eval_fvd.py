@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from flexivid.eval.fvd import FVDConfig, compute_fvd
-    from flexivid.models.serialization import atomic_write
-    from flexivid.output_paths import check_output
+    from flexivid.fileio import atomic_write, check_output
 
     if args.output:
         check_output(args.output, (".json",), overwrite=True)  # before minutes of feature extraction

@@ -59,7 +59,7 @@ class TrainMonitor:
         """Rank 0: remove the ``train`` records after ``step`` (an interrupted run's steps that a resume redoes)."""
         if self.rank != 0 or not self.path.is_file():
             return
-        from ..models.serialization import atomic_write
+        from ..fileio import atomic_write
 
         lines = self.path.read_text().splitlines(keepends=True)
         keep = [ln for ln in lines if not _after(ln, step)]
