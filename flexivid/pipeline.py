@@ -189,8 +189,8 @@ class VideoPipeline:
         for name, v in (("num_frames", num_frames), ("height", height), ("width", width), ("steps", steps)):
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v}")
-        if scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance), got {scale}")
+        if not (math.isfinite(scale) and scale >= 1.0):  # NaN fails every comparison: test it explicitly
+            raise ValueError(f"guidance_scale must be a finite number >= 1 (1 = no guidance), got {scale}")
         if schedule is not None and compute is not None:
             raise ValueError("give a schedule or a compute budget, not both")
         modes = self.model.modes

@@ -26,6 +26,8 @@ from safetensors.torch import load_file
 from train_utils import REPO, build_stub_cache, read_log, tiny_pretrain_config, write_config
 
 TRAIN, FVD, CACHE = "tools/train.py", "tools/eval_fvd.py", "tools/build_text_cache.py"
+GEN, FLEX = "tools/generate_video.py", "tools/flexify.py"
+CAPTION = "a small red circle moves right slowly on a dark blue background"  # in the stub cache
 
 
 @dataclass
@@ -110,7 +112,41 @@ def file_at(rel: str, content: bytes = b"x"):
     return setup
 
 
+def export_copy(damage: Callable[[Path], None] | None = None):
+    """A copy of the shared LoRA export at ``{case}/ck``, then ``damage(ck)``."""
+    def setup(case: Path, shared: Path) -> None:
+        shutil.copytree(shared / "flex", case / "ck")
+        if damage is not None:
+            damage(case / "ck")
+    return setup
+
+
+def truncate(rel: str, keep: float = 0.5):
+    def damage(ck: Path) -> None:
+        os.truncate(ck / rel, int((ck / rel).stat().st_size * keep))
+    return damage
+
+
+def edit_config(fn: Callable[[dict], None]):
+    def damage(ck: Path) -> None:
+        meta = json.loads((ck / "config.json").read_text())
+        fn(meta)
+        (ck / "config.json").write_text(json.dumps(meta))
+    return damage
+
+
+def _rank(meta: dict) -> None:
+    meta["model"]["modes"]["coarse_time"]["rank"] = 8
+
+
 RUN = ["--config", "{case}/run.yaml"]
+# Generation on the shared tiny export with the stub text cache; every row must fail before the model loads.
+G = ["--checkpoint", "{shared}/flex", "--text-cache", "{shared}/cache.safetensors", "--prompt", CAPTION, "--steps",
+     "2", "--quiet"]
+GO = [*G, "--output", "{case}/clip.mp4"]
+GCK = ["--checkpoint", "{case}/ck", "--text-cache", "{shared}/cache.safetensors", "--prompt", CAPTION, "--steps", "2",
+       "--quiet", "--output", "{case}/clip.mp4"]
+F = ["--checkpoint", "{shared}/flex", "--modes", "coarse_space", "--lora-rank", "2"]
 FAKE = ["--real", "synthetic:train", "--fake", "{shared}/fake.npz", "--quiet"]
 
 CASES = [
@@ -172,6 +208,92 @@ CASES = [
          then(config(), run_dir([], "step0000004"))),
     Case("train_run_exists", TRAIN, RUN, ["already holds a run", "--resume"],
          then(config(), run_dir(["step0000002"], "step0000002"))),
+    Case("train_distill_base_truncated", TRAIN, RUN, ["ck/model.safetensors", "truncated"],
+         then(export_copy(truncate("model.safetensors")),
+              config(stage="distill", distill={"base_checkpoint": "ck", "modes": {"coarse_space": [1, 4, 4]}}))),
+    Case("train_init_from_truncated", TRAIN, RUN, ["ck/adapters/coarse_time.safetensors", "truncated"],
+         then(export_copy(truncate("adapters/coarse_time.safetensors")), config(train={"init_from": "ck"}))),
+    # --- generate_video.py: numbers (nothing loads before they are checked)
+    Case("gen_guidance_nan", GEN, [*GO, "--guidance-scale", "nan"], ["--guidance-scale", "finite"]),
+    Case("gen_guidance_inf", GEN, [*GO, "--guidance-scale", "inf"], ["--guidance-scale", "finite"]),
+    Case("gen_guidance_below_one", GEN, [*GO, "--guidance-scale", "0.5"], ["--guidance-scale", ">= 1"]),
+    Case("gen_guidance_text", GEN, [*GO, "--guidance-scale", "high"], ["--guidance-scale", "high"]),
+    Case("gen_shift_nan", GEN, [*GO, "--shift", "nan"], ["--shift", "finite"]),
+    Case("gen_shift_negative", GEN, [*GO, "--shift", "-1"], ["--shift", "> 0"]),
+    Case("gen_shift_zero", GEN, [*GO, "--shift", "0"], ["--shift", "> 0"]),
+    Case("gen_fps_nan", GEN, [*GO, "--fps", "nan"], ["--fps", "finite"]),
+    Case("gen_fps_zero", GEN, [*GO, "--fps", "0"], ["--fps", "> 0"]),
+    Case("gen_fps_negative", GEN, [*GO, "--fps", "-5"], ["--fps", "> 0"]),
+    Case("gen_fps_too_high", GEN, [*GO, "--fps", "1000"], ["--fps", "<= 100"]),
+    Case("gen_steps_zero", GEN, [*GO, "--steps", "0"], ["--steps", ">= 1"]),
+    Case("gen_steps_text", GEN, [*GO, "--steps", "ten"], ["--steps", "ten"]),
+    Case("gen_compute_zero", GEN, [*GO, "--compute", "0"], ["--compute", "> 0"]),
+    Case("gen_compute_above_one", GEN, [*GO, "--compute", "2"], ["--compute", "<= 1"]),
+    Case("gen_compute_nan", GEN, [*GO, "--compute", "nan"], ["--compute", "finite"]),
+    Case("gen_compute_and_schedule", GEN, [*GO, "--compute", "0.5", "--schedule", "full"], ["--schedule"]),
+    Case("gen_batch_zero", GEN, [*GO, "--batch-size", "0"], ["--batch-size", ">= 1"]),
+    Case("gen_seed_negative", GEN, [*GO, "--seed", "-1"], ["--seed", ">= 0"]),
+    Case("gen_frames_zero", GEN, [*GO, "--num-frames", "0"], ["--num-frames", ">= 1"]),
+    Case("gen_height_negative", GEN, [*GO, "--height", "-16"], ["--height", ">= 1"]),
+    Case("gen_width_zero", GEN, [*GO, "--width", "0"], ["--width", ">= 1"]),
+    Case("gen_device_bogus", GEN, [*GO, "--device", "bogus"], ["--device", "bogus"]),
+    Case("gen_device_bad_index", GEN, [*GO, "--device", "cuda:x"], ["--device", "cuda:x"]),
+    Case("gen_dtype_choice", GEN, [*GO, "--dtype", "fp8"], ["--dtype", "fp8"]),
+    Case("gen_unknown_flag", GEN, [*GO, "--cfg", "3"], ["unrecognized arguments", "--cfg"]),
+    # --- generate_video.py: the output path
+    Case("gen_output_unwritable", GEN, [*G, "--output", "/proc/x.mp4"], ["--output", "cannot write in /proc"]),
+    Case("gen_output_folder", GEN, [*G, "--output", "{case}/dir.mp4"], ["dir.mp4 is a folder"], file_at("dir.mp4/x")),
+    Case("gen_output_parent_file", GEN, [*G, "--output", "{case}/f/clip.mp4"], ["is a file"], file_at("f")),
+    Case("gen_output_suffix", GEN, [*G, "--output", "{case}/clip.avi"], ["unknown suffix '.avi'"]),
+    Case("gen_output_exists", GEN, GO, ["clip.mp4 already exists", "--overwrite"], file_at("clip.mp4", b"mine")),
+    Case("gen_sidecar_exists", GEN, GO, ["clip.json already exists", "--overwrite"], file_at("clip.json", b"{}")),
+    Case("gen_numbered_output_exists", GEN, [*G[:4], "--prompts-file", "{case}/p.txt", "--output", "{case}/v.gif"],
+         ["v-001.gif already exists"], then(file_at("p.txt", f"{CAPTION}\n{CAPTION}\n".encode()),
+                                            file_at("v-001.gif", b"mine"))),
+    # --- generate_video.py: prompts and files
+    Case("gen_no_prompt", GEN, ["--checkpoint", "{shared}/flex"], ["--prompt"]),
+    Case("gen_prompt_and_file", GEN, [*GO, "--prompts-file", "{case}/p.txt"], ["not allowed with"]),
+    Case("gen_prompts_file_missing", GEN, [*G[:4], "--prompts-file", "{case}/p.txt", "--output", "{case}/a.mp4"],
+         ["prompts file not found", "p.txt"]),
+    Case("gen_prompts_file_blank", GEN, [*G[:4], "--prompts-file", "{case}/p.txt", "--output", "{case}/a.mp4"],
+         ["has no prompts"], file_at("p.txt", b"\n  \n")),
+    Case("gen_prompt_empty", GEN, [*G[:4], "--prompt", " ", "--output", "{case}/a.mp4"], ["prompt 0 is empty"]),
+    Case("gen_prompt_not_cached", GEN, [*G[:4], "--prompt", "a purple cow", "--output", "{case}/a.mp4"],
+         ["a purple cow"]),
+    Case("gen_text_cache_missing", GEN, [*GO[:2], "--text-cache", "{case}/none.safetensors", *GO[4:]],
+         ["none.safetensors"]),
+    Case("gen_checkpoint_missing", GEN, [*GCK], ["no exported flexivid model", "ck"]),
+    Case("gen_schedule_unknown_mode", GEN, [*GO, "--schedule", "blurry:2"], ["unknown mode 'blurry'"]),
+    Case("gen_weights_truncated", GEN, GCK, ["ck/model.safetensors", "truncated"],
+         export_copy(truncate("model.safetensors"))),
+    Case("gen_weights_empty", GEN, GCK, ["ck/model.safetensors", "truncated"],
+         export_copy(truncate("model.safetensors", 0.0))),
+    Case("gen_adapter_truncated", GEN, GCK, ["ck/adapters/coarse_time.safetensors", "truncated"],
+         export_copy(truncate("adapters/coarse_time.safetensors"))),
+    Case("gen_rank_mismatch", GEN, GCK, ["rank-4 LoRA", "says rank 8", "config.json"],
+         export_copy(edit_config(_rank))),
+    Case("gen_config_json_broken", GEN, GCK, ["ck/config.json is not valid JSON"],
+         export_copy(lambda ck: (ck / "config.json").write_text('{"model": '))),
+    # --- flexify.py
+    Case("flex_output_is_input", FLEX, ["--checkpoint", "{case}/ck", "--output", "{case}/ck"],
+         ["is the --checkpoint itself", "--overwrite"], export_copy()),
+    Case("flex_output_is_input_spelled_differently", FLEX, ["--checkpoint", "{case}/ck", "--output", "{case}/./ck/"],
+         ["is the --checkpoint itself"], export_copy()),
+    Case("flex_output_holds_model", FLEX, [*F, "--output", "{case}/ck"], ["already holds an exported model"],
+         export_copy()),
+    Case("flex_output_is_file", FLEX, [*F, "--output", "{case}/f"], ["is a file"], file_at("f")),
+    Case("flex_output_parent_file", FLEX, [*F, "--output", "{case}/f/out"], ["is a file"], file_at("f")),
+    Case("flex_output_unwritable", FLEX, [*F, "--output", "/proc/flexi"], ["cannot write in /proc"]),
+    Case("flex_rank_zero", FLEX, [*F[:4], "--lora-rank", "0", "--output", "{case}/o"], ["--lora-rank", ">= 1"]),
+    Case("flex_alpha_nan", FLEX, [*F, "--lora-alpha", "nan", "--output", "{case}/o"], ["--lora-alpha", "finite"]),
+    Case("flex_mode_sizes", FLEX, [*F[:2], "--modes", "x=1,a", "--output", "{case}/o"], ["--modes x=1,a"]),
+    Case("flex_mode_zero", FLEX, [*F[:2], "--modes", "x=0,2,2", "--output", "{case}/o"], ["--modes x=0,2,2"]),
+    Case("flex_mode_unknown", FLEX, [*F[:2], "--modes", "blurry", "--output", "{case}/o"], ["blurry"]),
+    Case("flex_checkpoint_missing", FLEX, ["--checkpoint", "{case}/none", "--output", "{case}/o"],
+         ["no exported flexivid model"]),
+    Case("flex_checkpoint_truncated", FLEX, ["--checkpoint", "{case}/ck", "--output", "{case}/o"],
+         ["ck/model.safetensors", "truncated"], export_copy(truncate("model.safetensors"))),
+    Case("flex_no_output", FLEX, ["--checkpoint", "{shared}/flex"], ["--output"]),
     # --- build_text_cache.py
     Case("cache_empty_yaml", CACHE, RUN, ["is empty"], yaml_text("")),
     Case("cache_captions_missing", CACHE, [*RUN, "--captions", "{case}/none.txt", "--out", "{case}/c.safetensors"],
@@ -216,13 +338,18 @@ def shared(tmp_path_factory) -> Path:
     """Read-only inputs every row may use: the stub text cache, a tiny exported model, 2 tiny fake clips."""
     import numpy as np
 
-    from flexivid.config import ModelConfig
+    from flexivid.config import ModelConfig, TextConfig
     from flexivid.models.dit import FlexiVideoDiT
-    from flexivid.models.serialization import save_model
+    from flexivid.models.modes import flexify, lora_specs
+    from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
     root = tmp_path_factory.mktemp("shared")
     build_stub_cache(root / "cache.safetensors")
     save_model(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=32)), root / "base")
+    flex = FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=32))
+    flexify(flex, lora_specs({"coarse_time": (2, 2, 2)}, 4, None))
+    spec = ExportSpec(text=TextConfig(encoder="minilm", max_length=8), clip=ClipConfig(4, 16, 16, 6.0))
+    save_model(flex, root / "flex", spec)
     np.savez(root / "fake.npz", videos=np.zeros((2, 16, 32, 32, 3), np.uint8))
     return root
 
@@ -246,10 +373,13 @@ def _run_case(c: Case, root: Path, shared: Path) -> tuple[subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def results(shared, tmp_path_factory) -> dict:
+def results(shared, tmp_path_factory, request) -> dict:
+    """Run the selected rows (all, or those ``-k`` keeps), three processes at a time."""
+    selected = {item.callspec.params["case"].id for item in request.session.items
+                if getattr(item, "originalname", None) == "test_bad_input"}
     root = tmp_path_factory.mktemp("cases")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {c.id: pool.submit(_run_case, c, root, shared) for c in CASES}
+        futures = {c.id: pool.submit(_run_case, c, root, shared) for c in CASES if c.id in selected}
         return {k: f.result() for k, f in futures.items()}
 
 

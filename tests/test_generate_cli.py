@@ -111,7 +111,7 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
     (["--prompt", ""], "prompt 0 is empty"),
-    (["--output", "{tmp}/clip.avi"], "unknown video suffix"),
+    (["--output", "{tmp}/clip.avi"], "unknown suffix"),
 ])
 def test_bad_input_one_line_no_output(checkpoint, tmp_path, capsys, extra, match):
     ckpt, _ = checkpoint
@@ -185,3 +185,26 @@ def test_text_cache_replaces_the_text_encoder(checkpoint, tmp_path, capsys):
                                 "--output", str(tmp_path / "x.png"), "--text-cache", str(cache), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and not (tmp_path / "x.png").exists()
+
+
+def test_outputs_are_never_overwritten_unasked(checkpoint, tmp_path, monkeypatch):
+    """Default names get -2, -3, ...; an existing --output needs --overwrite; sidecars are strict JSON."""
+    monkeypatch.chdir(tmp_path)
+    ckpt, _ = checkpoint
+    args = ["--checkpoint", str(ckpt), "--prompt", PROMPT, "--steps", "2", "--quiet"]
+    assert generate_video.main(args) == 0
+    first = tmp_path / "outputs" / "a-red-circle-moves-right.mp4"
+    video, sidecar = first.read_bytes(), first.with_suffix(".json").read_bytes()
+    assert generate_video.main([*args, "--seed", "1"]) == 0
+    second = first.with_name("a-red-circle-moves-right-2.mp4")
+    assert second.is_file() and second.with_suffix(".json").is_file()
+    assert first.read_bytes() == video and first.with_suffix(".json").read_bytes() == sidecar
+    assert generate_video.main([*args, "--seed", "1", "--output", str(first)]) == 2
+    assert first.read_bytes() == video
+    assert generate_video.main([*args, "--seed", "1", "--output", str(first), "--overwrite"]) == 0
+    assert first.read_bytes() != video
+
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+    meta = json.loads(first.with_suffix(".json").read_text(), parse_constant=refuse)
+    assert meta["seed"] == 1 and meta["args"]["overwrite"] is True

@@ -18,6 +18,7 @@ from pathlib import Path
 
 DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
 SUFFIXES = (".mp4", ".gif", ".png")
+MAX_FPS = 100.0  # GIF stores frame delays in 1/100 s: faster is not representable
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 EPILOG = """\
@@ -31,16 +32,11 @@ schedules (--schedule; default full):
 """
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (its default prints the whole usage block first)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from flexivid.errors import OneLineParser
+
     p = OneLineParser(description=__doc__.splitlines()[0], epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="text prompt")
     src.add_argument("--prompts-file", help="text file with one prompt per line (blank lines skipped)")
@@ -59,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="always guide with the unconditional branch (no weak-to-strong guidance)")
     p.add_argument("--output", default=None,
                    help="video file, .mp4 / .gif / .png (frame grid); several prompts add -000, -001, ... "
-                        "(default outputs/<prompt-slug>.mp4)")
-    p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the checkpoint's)")
+                        "(default outputs/<prompt-slug>.mp4, -2, -3, ... when taken)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    p.add_argument("--fps", type=float, default=None,
+                   help=f"frames per second of the file, up to {MAX_FPS:g} (default: the checkpoint's)")
     p.add_argument("--checkpoint", default=None, help=f"exported model folder (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--text-cache", default=None,
                    help="safetensors text-embedding cache (tools/build_text_cache.py) instead of the checkpoint's text "
@@ -93,22 +91,48 @@ def read_prompts(args) -> list[str]:
 
 
 def output_paths(args, prompts: list[str]) -> list[Path]:
-    """One file per prompt: --output (numbered when several prompts), else outputs/<slug>.mp4 (deduplicated)."""
+    """One file per prompt: --output (numbered when several prompts), else outputs/<slug>.mp4 made unique.
+
+    Every path is checked (suffix, not a folder, writable, not an existing file or sidecar unless --overwrite)
+    before anything loads.
+    """
+    from flexivid.fileio import check_output, unique_path
+
     if args.output:
         out = Path(args.output)
-        if out.suffix.lower() not in SUFFIXES:
-            raise ValueError(f"--output {out}: unknown video suffix '{out.suffix}'; use one of {', '.join(SUFFIXES)}")
-        if len(prompts) == 1:
-            return [out]
-        return [out.with_name(f"{out.stem}-{i:03d}{out.suffix}") for i in range(len(prompts))]
-    paths, seen = [], set()
-    for p in prompts:
-        name, k = slug(p), 2
-        while name in seen:  # a repeated prompt must not overwrite the first one's video
-            name, k = f"{slug(p)}-{k}", k + 1
-        seen.add(name)
-        paths.append(Path("outputs") / f"{name}.mp4")
+        paths = [out] if len(prompts) == 1 else [out.with_name(f"{out.stem}-{i:03d}{out.suffix}")
+                                                 for i in range(len(prompts))]
+    else:  # a repeated prompt, or an earlier run's video, must never be overwritten
+        paths, taken = [], set()
+        for p in prompts:
+            paths.append(unique_path(Path("outputs") / f"{slug(p)}.mp4", sidecars=(".json",), taken=taken))
+            taken.add(paths[-1])
+    for p in paths:
+        check_output(p, SUFFIXES, overwrite=args.overwrite, sidecars=(".json",))
     return paths
+
+
+def check_numbers(args) -> None:
+    """Every numeric flag finite and in its range, and --device usable, before anything loads."""
+    import math
+
+    from flexivid.errors import check_device
+
+    rules = [("--batch-size", args.batch_size, 1, None, False), ("--seed", args.seed, 0, 2**63 - 1, False),
+             ("--num-frames", args.num_frames, 1, None, False), ("--height", args.height, 1, None, False),
+             ("--width", args.width, 1, None, False), ("--steps", args.steps, 1, None, False),
+             ("--guidance-scale", args.guidance_scale, 1.0, None, False), ("--shift", args.shift, 0.0, None, True),
+             ("--compute", args.compute, 0.0, 1.0, True), ("--fps", args.fps, 0.0, MAX_FPS, True)]
+    for flag, value, low, high, open_low in rules:
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number, got {value}")
+        if (value <= low if open_low else value < low) or (high is not None and value > high):
+            span = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            hint = " (1 = no guidance)" if flag == "--guidance-scale" else ""
+            raise ValueError(f"{flag} must be {span}{hint}, got {value:g}")
+    check_device(args.device)
 
 
 def shard() -> tuple[int, int, int]:
@@ -130,8 +154,6 @@ def load_pipeline(args):
     _, local_rank, world = shard()
     if world > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"  # one GPU per process
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     if args.checkpoint is None and not Path(DEFAULT_CHECKPOINT, "config.json").is_file():
         print(f"WARNING: {DEFAULT_CHECKPOINT} not found: using a tiny RANDOM, UNTRAINED model. Its videos are noise. "
               f"Pass --checkpoint DIR for real samples.", file=sys.stderr)
@@ -150,13 +172,12 @@ def run(args) -> int:
     from flexivid.fileio import atomic_write
     from flexivid.video_io import to_uint8, write_video
 
+    check_numbers(args)
     prompts = read_prompts(args)
     paths = output_paths(args, prompts)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     pipe, checkpoint = load_pipeline(args)
     d = pipe.defaults
-    fps = args.fps or d.fps
+    fps = d.fps if args.fps is None else args.fps
     kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
               guidance_scale=args.guidance_scale, weak_to_strong=not args.no_weak_guidance)
     # Validate every prompt and the shape / schedule / budget before the first video is written, and fix one
@@ -187,7 +208,7 @@ def run(args) -> int:
                 "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"], "batch_prompts": len(idx),
             }
             atomic_write(paths[i].with_suffix(".json"),
-                         lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
+                         lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2, allow_nan=False)))
             print(f"{tag}wrote {paths[i]}")
     if info is None:  # more processes than prompts
         print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
@@ -200,15 +221,12 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flexivid.errors import report_errors
+
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"  # one line, no source excerpt
-    try:
-        return run(args)
-    except (ValueError, LookupError, ImportError, OSError) as e:  # LookupError: prompt not in a text cache
-        # Bad input: one line, no traceback. Files are written atomically, so nothing partial is left behind.
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-
+    # Bad input: one line, no traceback. Files are written atomically, so nothing partial is left behind.
+    return report_errors(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

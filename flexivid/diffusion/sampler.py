@@ -1,6 +1,8 @@
 """Euler sampler for rectified flow, with the diffusers scheduler interface (``set_timesteps`` / ``step``)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .flow import shift_timesteps
@@ -18,6 +20,8 @@ class FlowEulerSampler:
     """
 
     def __init__(self, shift: float = 1.0):
+        if not (math.isfinite(shift) and shift > 0):  # NaN or <= 0 would turn every sample black
+            raise ValueError(f"shift must be a finite number > 0, got {shift}")
         self.shift = shift
         self.timesteps = torch.empty(0)
         self.sigmas = torch.empty(0)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import AutoencoderConfig, ConfigError, ModelConfig, TextConfig, build_typed, config_to_dict
@@ -79,13 +80,66 @@ def read_spec(path: str | os.PathLike) -> ExportSpec:
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"no exported flexivid model at {path} (expected config.json and model.safetensors; "
                                 f"train one with tools/train.py or use the shipped checkpoints/flexivid-small)")
-    meta = json.loads((path / "config.json").read_text())
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON ({e}); {_REEXPORT}") from None
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise ValueError(f"{path / 'config.json'} is not a flexivid export config (no 'model' entry); {_REEXPORT}")
     if meta.pop("format", None) != FORMAT:
         meta = _from_first_layout(meta)
     try:
         return build_typed(ExportSpec, meta)
     except ConfigError as e:
         raise ValueError(f"{path / 'config.json'}: {e}") from None
+
+
+_REEXPORT = "copy the export again, or export it again (tools/train.py writes <out_dir>/export)"
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """``load_file`` with a damaged file (truncated, empty, not safetensors) reported in one line naming it."""
+    try:
+        return load_file(file)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{file} is not a readable safetensors file ({' '.join(str(e).split())[:120]}): it is "
+                         f"truncated or corrupt; {_REEXPORT}") from None
+
+
+def check_export(path: str | os.PathLike) -> ExportSpec:
+    """Read an export's spec and every tensor file's header (not the tensors): a quick check before a long job."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    spec = read_spec(path)
+    files = [path / "model.safetensors", *(path / "adapters" / f"{m}.safetensors" for m in spec.model.modes)]
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} not found ({path / 'config.json'} names it); {_REEXPORT}")
+        try:  # the header names every tensor's byte range: a truncated file fails here
+            with safe_open(file, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{file} is not a readable safetensors file ({' '.join(str(e).split())[:120]}): it is "
+                             f"truncated or corrupt; {_REEXPORT}") from None
+    return spec
+
+
+def _check_shapes(model: FlexiVideoDiT, state: dict, source: dict[str, Path], spec_file: Path) -> None:
+    """Every tensor must have the shape ``config.json`` implies; a LoRA rank that disagrees is named as such."""
+    want = model.state_dict()
+    for name in sorted(state, key=lambda n: source[n].name != "model.safetensors"):  # the base file first
+        t = state[name]
+        if t.shape == want[name].shape:
+            continue
+        what = f"{source[name]}: {name} has shape {tuple(t.shape)} but {spec_file} implies {tuple(want[name].shape)}"
+        mode = source[name].stem
+        got = (t.shape[0] if ".lora_A." in name else t.shape[1]) if ".lora_" in name else None
+        rank = model.config.modes[mode].rank if got is not None else None
+        if got is not None and got != rank:
+            raise ValueError(f"{what}: the file holds a rank-{got} LoRA for mode '{mode}' but {spec_file} says rank "
+                             f"{rank}; set that mode's rank to {got} in {spec_file}, or export the model again")
+        raise ValueError(f"{what}; the weights and config.json come from different models: {_REEXPORT}")
 
 
 def _plain(name: str) -> str:
@@ -134,22 +188,26 @@ def load_model(path: str | os.PathLike, device="cpu", dtype: torch.dtype | None 
         raise ValueError(f"mode(s) {', '.join(unknown)} not in checkpoint {path}; it has: "
                          f"{', '.join(['full', *available])}")
     model = FlexiVideoDiT(dataclasses.replace(spec.model, modes={m: available[m] for m in wanted}))
-    state = {}
+    state, source = {}, {}
     for mode in wanted:
         file = path / "adapters" / f"{mode}.safetensors"
         if not file.is_file():
             raise FileNotFoundError(f"adapter file for mode '{mode}' not found: {file}")
-        tensors, params = load_file(file), model.mode_adapters.parameters_of(mode)
+        tensors, params = _read_tensors(file), model.mode_adapters.parameters_of(mode)
         if set(tensors) != set(params):
             raise ValueError(f"{file} does not match mode '{mode}' of {path / 'config.json'}: "
                              f"{sorted(set(tensors) ^ set(params))[:4]}")
         state.update(tensors)
-    base = load_file(path / "model.safetensors")
+        source.update(dict.fromkeys(tensors, file))
+    base = _read_tensors(path / "model.safetensors")
     need = {_plain(n) for n in model.state_dict() if n not in state}
     if need != set(base):
         raise ValueError(f"{path / 'model.safetensors'} does not match its config: missing "
                          f"{sorted(need - set(base))[:3]}, unexpected {sorted(set(base) - need)[:3]}")
-    state.update({n: base[_plain(n)] for n in model.state_dict() if n not in state})
+    rest = [n for n in model.state_dict() if n not in state]
+    state.update({n: base[_plain(n)] for n in rest})
+    source.update(dict.fromkeys(rest, path / "model.safetensors"))
+    _check_shapes(model, state, source, path / "config.json")
     model.load_state_dict(state, strict=True)
     model.mode_adapters.freeze_all()
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)

@@ -57,10 +57,8 @@ def _check_ranges(cfg: Config, where: str) -> None:
 
 def _check_init_from(cfg: Config, where: str) -> None:
     """``train.init_from``: pretrain only, an exported model whose architecture is this config's ``model``."""
-    import json
-
-    from ..config import config_from_dict
     from ..models.dit import apply_preset
+    from ..models.serialization import check_export
 
     src = Path(cfg.train.init_from)
     if cfg.stage != "pretrain":
@@ -69,7 +67,7 @@ def _check_init_from(cfg: Config, where: str) -> None:
     if not (src / "config.json").is_file() or not (src / "model.safetensors").is_file():
         raise FileNotFoundError(f"train.init_from not found: {src} (expected an exported model directory with "
                                 f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
-    saved = apply_preset(config_from_dict({"model": json.loads((src / "config.json").read_text())["model"]}).model)
+    saved = apply_preset(check_export(src).model)  # also reads every file's header: a truncated one fails here
     want = apply_preset(cfg.model)
     keys = ("in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio", "text_dim", "patch_size", "qk_norm")
     diff = [f"{k} {getattr(saved, k)} vs {getattr(want, k)}" for k in keys if getattr(saved, k) != getattr(want, k)]
@@ -94,6 +92,9 @@ def _check_stage(cfg: Config, where: str) -> None:
     if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
         raise FileNotFoundError(f"distill.base_checkpoint not found: {base} (expected an exported model directory with "
                                 f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
+    from ..models.serialization import check_export  # lazily: imports the model code
+
+    check_export(base)  # a truncated or mismatched file fails here, not after DeepSpeed started
     if not d.modes:
         raise ConfigError(f"config error: distill.modes is empty in {where} "
                           f"(e.g. coarse_time: [2, 2, 2] and coarse_space: [1, 4, 4])")
