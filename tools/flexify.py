@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 from flexivid.errors import OneLineParser, report_errors
-from flexivid.models.modes import flexify, lora_specs, trainable_summary
-from flexivid.models.serialization import load_model, read_spec, save_model
 from flexivid.presets import preset_modes
 
 
@@ -59,6 +57,9 @@ def run(a) -> int:
     if a.lora_alpha is not None and not (math.isfinite(a.lora_alpha) and a.lora_alpha > 0):
         raise ValueError(f"--lora-alpha must be a finite number > 0, got {a.lora_alpha}")
     check_output(a.checkpoint, a.output, a.overwrite)
+    from flexivid.models.modes import flexify, lora_specs, trainable_summary  # torch: after the quick checks
+    from flexivid.models.serialization import load_model, read_spec, save_model
+
     spec = read_spec(a.checkpoint)  # text encoder, autoencoder, clip and provenance travel to the output
     model = load_model(a.checkpoint, modes=[])
     modes = parse_modes(a.modes, model.config.patch_size)

@@ -113,10 +113,8 @@ def output_paths(args, prompts: list[str]) -> list[Path]:
 
 
 def check_numbers(args) -> None:
-    """Every numeric flag finite and in its range, and --device usable, before anything loads."""
+    """Every numeric flag finite and in its range, before anything loads."""
     import math
-
-    from flexivid.errors import check_device
 
     rules = [("--batch-size", args.batch_size, 1, None, False), ("--seed", args.seed, 0, 2**63 - 1, False),
              ("--num-frames", args.num_frames, 1, None, False), ("--height", args.height, 1, None, False),
@@ -132,7 +130,6 @@ def check_numbers(args) -> None:
             span = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
             hint = " (1 = no guidance)" if flag == "--guidance-scale" else ""
             raise ValueError(f"{flag} must be {span}{hint}, got {value:g}")
-    check_device(args.device)
 
 
 def shard() -> tuple[int, int, int]:
@@ -169,12 +166,15 @@ def load_pipeline(args):
 
 
 def run(args) -> int:
+    from flexivid.errors import check_device
     from flexivid.fileio import atomic_write
-    from flexivid.video_io import to_uint8, write_video
 
     check_numbers(args)
     prompts = read_prompts(args)
     paths = output_paths(args, prompts)
+    check_device(args.device)  # the first check that needs torch
+    from flexivid.video_io import to_uint8, write_video
+
     pipe, checkpoint = load_pipeline(args)
     d = pipe.defaults
     fps = d.fps if args.fps is None else args.fps
