@@ -36,7 +36,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import torch
 from torch import nn
 
 FULL = "full"
