@@ -69,6 +69,7 @@ def test_explicit_json_values_must_agree(tmp_path):
         build_ds_config(cfg, 1, "cpu")
 
 
+@pytest.mark.slow  # a subprocess
 def test_unknown_key_exits_2_with_one_line(tmp_path):
     cfg = write_config(tmp_path / "bad.yaml", {"train": {"stepz": 3}})
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", str(cfg)], cwd=REPO,
