@@ -86,9 +86,6 @@ class ModeSpec:
             return cls(**value)
         return cls(tuple(value), adapter="none")
 
-    def to_dict(self) -> dict:
-        return {"patch": list(self.patch), "adapter": self.adapter, "rank": self.rank, "alpha": self.alpha}
-
 
 def lora_specs(patches: dict[str, Iterable[int]], rank: int, alpha: float | None = None,
                shared: bool = False) -> dict[str, ModeSpec]:
