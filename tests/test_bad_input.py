@@ -296,7 +296,7 @@ CASES = [
     Case("flex_no_output", FLEX, ["--checkpoint", "{shared}/flex"], ["--output"]),
     # --- build_text_cache.py
     Case("cache_empty_yaml", CACHE, RUN, ["is empty"], yaml_text("")),
-    Case("cache_captions_missing", CACHE, [*RUN, "--captions", "{case}/none.txt", "--out", "{case}/c.safetensors"],
+    Case("cache_captions_missing", CACHE, [*RUN, "--captions", "{case}/none.txt", "--output", "{case}/c.safetensors"],
          ["none.txt"], config()),
     # --- eval_fvd.py (sources are checked before the I3D detector loads or its cache is written)
     Case("fvd_device_bogus", FVD, [*FAKE, "--device", "bogus"], ["bogus", "cpu"]),
@@ -383,6 +383,7 @@ def results(shared, tmp_path_factory, request) -> dict:
         return {k: f.result() for k, f in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, results, shared):
     proc, before, after = results[case.id]
@@ -415,6 +416,7 @@ def test_preset_fills_only_missing_sizes(tmp_path):
     assert (model.config.hidden_size, model.config.depth, model.config.num_heads) == (64, 2, 4)
 
 
+@pytest.mark.slow
 def test_port_taken_is_one_line(shared, tmp_path):
     """Two launches on one host: the second finds the rendezvous port taken and says which flag picks another."""
     with socket.socket() as held:
@@ -455,6 +457,7 @@ def _train_steps(out: Path) -> list[int]:
             if r["event"] == "train"]
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_the_last_good_checkpoint(shared, tmp_path):
     cfg = write_config(tmp_path / "run.yaml", tiny_pretrain_config(tmp_path / "out", shared / "cache.safetensors",
                                                                    steps=8, ckpt_every=2, lr=1e6))
@@ -498,15 +501,16 @@ torch.save = save
 """
 
 
+@pytest.mark.slow
 def test_kill_during_save_then_resume(complete_run, tmp_path):
     """SIGKILL in the middle of writing step 4: `latest` still names step 2; the resume redoes 3-6, logs each once."""
     cfg, full = complete_run
     out = tmp_path / "out"
-    killed = _train(cfg, "--out-dir", str(out), pre=KILL_IN_SAVE)
+    killed = _train(cfg, "--output", str(out), pre=KILL_IN_SAVE)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (out / "ckpt" / "latest").read_text().strip() == "step0000002"
     assert _train_steps(out) == [1, 2, 3, 4]
-    resumed = _train(cfg, "--out-dir", str(out), "--resume")
+    resumed = _train(cfg, "--output", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "warning: resuming from" not in resumed.stderr  # latest was complete: no fallback needed
     assert _train_steps(out) == [1, 2, 3, 4, 5, 6]  # the killed run's steps 3-4 were dropped, not repeated
@@ -515,6 +519,7 @@ def test_kill_during_save_then_resume(complete_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)  # exact resume holds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["folder_deleted", "optimizer_truncated"])
 def test_resume_falls_back_to_the_newest_complete_checkpoint(complete_run, tmp_path, damage):
     cfg, full = complete_run
@@ -526,7 +531,7 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(complete_run, tmp_p
     else:
         optim = next(step6.glob("*optim_states.pt"))
         os.truncate(optim, optim.stat().st_size // 3)
-    proc = _train(cfg, "--out-dir", str(out), "--resume", "--steps", "7")
+    proc = _train(cfg, "--output", str(out), "--resume", "--steps", "7")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     warning = [x for x in proc.stderr.splitlines() if x.startswith("warning: resuming from")]
     assert len(warning) == 1 and "step0000004" in warning[0] and "step0000006" in warning[0], proc.stderr[-2000:]

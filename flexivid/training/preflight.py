@@ -5,7 +5,6 @@ Each problem is one line naming the key, the file and the fix: ``ConfigError`` f
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..config import Config, ConfigError
@@ -57,8 +56,8 @@ def _check_ranges(cfg: Config, where: str) -> None:
 
 def _check_init_from(cfg: Config, where: str) -> None:
     """``train.init_from``: pretrain only, an exported model whose architecture is this config's ``model``."""
-    from ..models.dit import apply_preset
     from ..models.serialization import check_export
+    from ..presets import apply_preset
 
     src = Path(cfg.train.init_from)
     if cfg.stage != "pretrain":
@@ -142,7 +141,7 @@ def _check_out_dir(cfg: Config, resume: bool) -> None:
     has_run = (out / "ckpt" / "latest").is_file()
     if resume and not has_run:
         raise FileNotFoundError(f"nothing to resume: no {out / 'ckpt' / 'latest'} (start without --resume, or "
-                                f"point --out-dir at the run to continue)")
+                                f"point --output at the run to continue)")
     if resume:
         from .checkpoint import resume_point  # lazily: checkpoint imports the model code
 
@@ -152,7 +151,7 @@ def _check_out_dir(cfg: Config, resume: bool) -> None:
                                     f"({'; '.join(problems)}); start fresh in another train.out_dir")
     if not resume and has_run:  # never mix two runs' checkpoints and logs
         raise ConfigError(f"config error: {out} already holds a run (ckpt/latest); continue it with --resume or "
-                          f"choose another train.out_dir / --out-dir")
+                          f"choose another train.out_dir / --output")
 
 
 def _check_resume_zero_stage(cfg: Config, ds: dict) -> None:
@@ -181,10 +180,12 @@ def preflight(cfg: Config, config_path: str, world_size: int, device_type: str, 
 
 
 def preflight_env(cfg: Config, config_path: str, resume: bool = False) -> dict:
-    """``preflight`` for this process's launch environment (``WORLD_SIZE``, CUDA or not)."""
+    """``preflight`` for this process's launch environment (world size, CUDA or not)."""
     _check_out_dir(cfg, resume)  # the checks that need no torch first: they answer in well under a second
     _check_ranges(cfg, config_path)
     import torch
 
+    from ..launcher import launch_env
+
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return preflight(cfg, config_path, int(os.environ.get("WORLD_SIZE", "1")), device_type, resume)
+    return preflight(cfg, config_path, launch_env()[2], device_type, resume)
