@@ -49,14 +49,11 @@ from .batches import StepSampler, collate, step_generator, step_mode
 from .checkpoint import (export_ema, export_spec, latest_tag, load_checkpoint, resume_point, save_checkpoint,
                          saved_world_size, to_universal)
 from .deepspeed_config import resolve_precision, zero_stage
+from .divergence import DivergenceGuard, TrainingDiverged, non_finite
 from .ema import EMA
 from .losses import DiffusionObjective
 from .monitor import TrainMonitor
 from .preflight import cache_command, preflight
-
-
-class TrainingDiverged(UserFacingError):
-    """The loss became non-finite or DeepSpeed skipped too many steps in a row; nothing of it was saved."""
 
 
 def _free_port() -> int:
@@ -159,7 +156,7 @@ class Trainer:
         self._fresh: FlexiVideoDiT | None = None
         self._text_len: int | None = None
         self.position = (0, 0)  # (step, samples consumed) the run starts from; set by ``run`` on resume
-        self._skipped_in_a_row = 0
+        self.guard = DivergenceGuard(cfg.train.max_skipped_steps)
         self.dataset = None
 
     # ------------------------------------------------------------------------------------------- building
@@ -254,7 +251,7 @@ class Trainer:
         return self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world
 
     def _checkpoint(self, step: int) -> None:
-        bad = [n for n, v in self.ema.shadow.items() if not torch.isfinite(v).all()]
+        bad = non_finite(self.ema.shadow)
         if bad:  # never save or export non-finite weights
             self._diverged(step, f"the EMA weights are non-finite ({', '.join(bad[:2])})")
         start_step, start_sample = self.position
@@ -290,26 +287,13 @@ class Trainer:
             if self.zero_stage == 3:
                 self._clear_zero3_grad_partitions()
             done = step + 1
-            self._check_divergence(done, loss_sum, self.engine.skipped_steps > skipped_before, monitor)
+            why = self.guard.check(loss_sum, self.engine.skipped_steps > skipped_before, self.world)
+            if why is not None:
+                self._diverged(done, why, monitor)
             self.ema.update(done)
             monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
-
-    def _check_divergence(self, step: int, loss_sum: torch.Tensor, skipped: bool, monitor: TrainMonitor) -> None:
-        """Stop at a non-finite loss on any rank, or at ``train.max_skipped_steps`` skipped steps in a row.
-
-        One host sync per step; DeepSpeed's ZeRO optimizers already sync each step for their overflow check.
-        """
-        bad = (~torch.isfinite(loss_sum)).float().reshape(1)
-        if self.world > 1:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        self._skipped_in_a_row = self._skipped_in_a_row + 1 if skipped else 0
-        if bad.item():
-            self._diverged(step, "the loss is non-finite", monitor)
-        if self._skipped_in_a_row >= self.cfg.train.max_skipped_steps:
-            self._diverged(step, f"DeepSpeed skipped {self._skipped_in_a_row} optimizer steps in a row (non-finite "
-                                 f"gradients; train.max_skipped_steps is {self.cfg.train.max_skipped_steps})", monitor)
 
     def _diverged(self, step: int, why: str, monitor: TrainMonitor | None = None) -> None:
         last = latest_tag(self.out_dir)
