@@ -167,7 +167,7 @@ class VideoPipeline:
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v}")
         if not (math.isfinite(scale) and scale >= 1.0):  # NaN fails every comparison: test it explicitly
-            raise ValueError(f"guidance_scale must be a finite number >= 1 (1 = no guidance), got {scale}")
+            raise ValueError(f"guidance_scale must be >= 1 and finite (1 = no guidance), got {scale}")
         if schedule is not None and compute is not None:
             raise ValueError("give a schedule or a compute budget, not both")
         if (why := self._check_shape(FULL, num_frames, height, width)) is not None:
