@@ -1,5 +1,4 @@
 """Pretraining under DeepSpeed on the CPU: 2-process ZeRO-2 (gloo), replica consistency, bit-exact resume, export."""
-import json
 import math
 
 import pytest
@@ -60,11 +59,14 @@ def test_checkpoint_layout_and_export_metadata(two_rank_run):
     ckpt = tmp / "full" / "ckpt"
     assert (ckpt / "latest").read_text().strip() == "step0000012"
     assert (ckpt / "step0000006" / "rng_rank1.pt").is_file()
-    meta = json.loads((tmp / "full" / "export" / "config.json").read_text())
-    assert meta["data"] == {"name": "synthetic", "num_frames": 4, "height": 16, "width": 16, "fps": 8}
-    assert meta["autoencoder"]["kind"] == "pixel"
-    assert meta["text"]["encoder"] == "cache"  # stub-built cache: no source encoder to name, so the YAML's is kept
-    assert meta["training"]["step"] == 12 and meta["training"]["weights"] == "ema"
+    from flexivid.models.serialization import ClipConfig, read_spec
+
+    spec = read_spec(tmp / "full" / "export")
+    assert spec.clip == ClipConfig(num_frames=4, height=16, width=16, fps=8.0)
+    assert spec.autoencoder.kind == "pixel" and spec.model.modes == {}
+    assert spec.text.encoder == "cache"  # stub-built cache: no source encoder to name, so the YAML's is kept
+    assert spec.provenance["step"] == 12 and spec.provenance["weights"] == "ema"
+    assert spec.provenance["data"] == "synthetic"
 
 
 def test_export_loads_and_runs(two_rank_run):
