@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from flexivid.errors import OneLineParser, report_errors
 from flexivid.eval.kernels import kernel_table, matmul_peak_tflops
 from flexivid.presets import preset_modes
 
@@ -78,7 +79,7 @@ def run_frontier(a) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", action="store_true", help="per-mode kernel throughput instead of the frontier")
     ap.add_argument("--cases", nargs="+", default=["reference", "paper_video", "small"], choices=list(KERNEL_CASES))
     ap.add_argument("--output", default="runs/benchmark", help="output folder")
@@ -97,11 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
     a = ap.parse_args(argv)
-    try:
-        return run_kernels(a) if a.kernels else run_frontier(a)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return report_errors(run_kernels if a.kernels else run_frontier, a)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,33 @@ de-embed, zero LoRA), i.e. the state distillation started from; "after" is the c
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from flexivid.errors import OneLineParser, report_errors
 from flexivid.eval.agreement import held_out_batch, weak_vs_full_mse
 from flexivid.models.modes import flexify
 from flexivid.models.serialization import load_model
+from flexivid.fileio import atomic_write
 from flexivid.pipeline import VideoPipeline
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
     ap.add_argument("--num-clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON file for the result")
-    a = ap.parse_args(argv)
-    try:
-        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return report_errors(run, ap.parse_args(argv))
+
+
+def run(a) -> int:
+    if a.num_clips < 1:
+        raise ValueError(f"--num-clips must be >= 1, got {a.num_clips}")
+    pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
     trained = pipe.model.float()
     weak = {m: s.patch for m, s in trained.config.modes.items()}
     if not weak:
-        print(f"error: {a.checkpoint} has no weak modes (only full)", file=sys.stderr)
-        return 2
+        raise ValueError(f"{a.checkpoint} has no weak modes (only full)")
     d = pipe.defaults
     x0, text, mask = held_out_batch(pipe.text_encoder, a.num_clips, d.num_frames, d.height, d.width, a.seed)
     init = flexify(load_model(a.checkpoint, modes=[]), trained.config.modes)
@@ -43,8 +46,7 @@ def main(argv=None) -> int:
         print(f"{m:13s} weak-vs-full MSE  before {res['before'][m]:.4f}  after {res['after'][m]:.4f}  "
               f"({100 * (1 - res['after'][m] / res['before'][m]):.0f}% lower)")
     if a.output:
-        with open(a.output, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic_write(a.output, lambda tmp: Path(tmp).write_text(json.dumps(res, indent=2, allow_nan=False)))
     return 0
 
 

@@ -12,23 +12,23 @@ import sys
 
 import torch
 
+from flexivid.errors import OneLineParser, report_errors
 from flexivid.models.serialization import load_model, read_spec, save_model
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="exported model directory (training export)")
     ap.add_argument("--output", required=True, help="release directory")
     ap.add_argument("--dtype", default="bf16", choices=list(DTYPES))
-    a = ap.parse_args(argv)
-    try:
-        spec = read_spec(a.checkpoint)
-        model = load_model(a.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return report_errors(run, ap.parse_args(argv))
+
+
+def run(a) -> int:
+    spec = read_spec(a.checkpoint)
+    model = load_model(a.checkpoint)
     spec = dataclasses.replace(spec, provenance={**spec.provenance, "release_dtype": a.dtype})
     out = save_model(model, a.output, spec, dtype=DTYPES[a.dtype])
     total = 0

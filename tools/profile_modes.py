@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from flexivid.errors import OneLineParser, report_errors
 from flexivid.eval.kernels import time_fn
 from flexivid.models.flops import forward_flops
 from flexivid.models.serialization import load_model, read_spec
@@ -48,7 +49,7 @@ def kernel_summary(fn, top: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
     ap.add_argument("--batch", type=int, default=16, help="prompts; the model call is twice this (CFG)")
     ap.add_argument("--text-len", type=int, default=16)
@@ -56,14 +57,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--top", type=int, default=12, help="kernels listed per mode")
     ap.add_argument("--output", default="runs/profile", help="output folder")
-    a = ap.parse_args(argv)
+    return report_errors(run, ap.parse_args(argv))
+
+
+def run(a) -> int:
     cuda = torch.cuda.is_available()
     dev, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
-    try:
-        model = load_model(a.checkpoint, dev, dtype).eval()
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = load_model(a.checkpoint, dev, dtype).eval()
     clip = read_spec(a.checkpoint).clip
     latent = (model.config.in_channels, clip.num_frames, clip.height, clip.width)
     b = 2 * a.batch
