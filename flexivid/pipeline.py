@@ -95,6 +95,9 @@ class VideoPipeline:
         self.text_encoder = text_encoder
         self.autoencoder = autoencoder
         self.defaults = defaults or PipelineDefaults()
+        # "auto": per-step CUDA graphs (diffusion.graphed) on CUDA, the eager loop elsewhere; "graphed" / "eager".
+        self.sampling = "auto"
+        self._graphs = None
 
     @property
     def device(self) -> torch.device:
@@ -171,7 +174,11 @@ class VideoPipeline:
         if tokens.shape[-1] != self.model.config.text_dim:
             raise ValueError(f"text encoder gives {tokens.shape[-1]}-d tokens but the model takes "
                              f"{self.model.config.text_dim}-d (check the checkpoint's 'text' config)")
-        return tokens.to(self.device), mask.to(self.device).bool()
+        mask = mask.bool()
+        if not bool(mask.any(1).all()):  # checked once here: the model's forward does not sync to check it
+            raise ValueError("the text encoder gave a prompt with no valid token (text_mask row all False); "
+                             "check the text encoder / text cache entry for that prompt")
+        return tokens.to(self.device), mask.to(self.device)
 
     def plan(self, prompts: str | list[str], num_frames: int | None = None, height: int | None = None,
              width: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
@@ -280,9 +287,23 @@ class VideoPipeline:
             "guidance_scale": plan.guidance_scale, "weak_guidance_scale": s2_from_s1(plan.guidance_scale)
             if any(p.kind == "weak_to_strong" for p in steps_plan) else None,
             "steps": sched.steps, "seeds": seeds, "num_frames": plan.num_frames, "height": plan.height,
-            "width": plan.width, "latent_shape": list(plan.latent_shape), "wall_clock_s": time.perf_counter() - start,
+            "width": plan.width, "latent_shape": list(plan.latent_shape),
+            "sampling": "graphed" if self._use_graphs() else "eager", "wall_clock_s": time.perf_counter() - start,
         }
         return torch.cat(videos), info
+
+    def _use_graphs(self) -> bool:
+        """Whether this call samples through ``diffusion.graphed.StepGraphs`` (built on first use)."""
+        if self.sampling not in ("auto", "graphed", "eager"):
+            raise ValueError(f"unknown sampling {self.sampling!r}; allowed: auto, graphed, eager")
+        # a model compiled with mode="reduce-overhead" already runs its own CUDA graphs
+        use = self.sampling == "graphed" or (self.sampling == "auto" and self.device.type == "cuda"
+                                             and self.model._trunk is None)
+        if use and (self._graphs is None or self._graphs.model is not self.model):
+            from .diffusion.graphed import StepGraphs
+
+            self._graphs = StepGraphs(self.model)
+        return use
 
     def _generate(self, text, mask, seeds, plan: GenerationPlan, steps_plan, progress: bool, shift: float, desc: str):
         """One batch of prompt tokens ``(B, L, Dt)`` / mask ``(B, L)``: noise -> schedule loop -> decode.
@@ -294,6 +315,9 @@ class VideoPipeline:
         x = torch.stack(noise).to(self.device)  # (B, C, T', H', W') float32: the sampler state stays fp32
         sampler = FlowEulerSampler(shift=shift)
         sampler.set_timesteps(plan.schedule.steps, device=self.device)
+        if self._use_graphs():
+            x = self._graphs.sample(x, sampler.sigmas, text, mask, steps_plan, plan.guidance_scale)
+            return self.autoencoder.decode(x).float().clamp(-1, 1).cpu()
         bar = tqdm(steps_plan, desc=desc, disable=not progress, leave=False)
         for i, step in enumerate(bar):
             bar.set_postfix(mode=step.cond_mode if step.guide_mode in (None, step.cond_mode)

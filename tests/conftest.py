@@ -24,3 +24,7 @@ def randomize_zero_init(model, std=0.02, seed=0):
             if p.numel() and p.abs().sum() == 0:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")

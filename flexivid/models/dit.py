@@ -293,11 +293,9 @@ class FlexiVideoDiT(nn.Module):
         if tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise ValueError(f"text_mask shape {tuple(text_mask.shape)} must match text tokens (B, L) = "
                              f"{tuple(text.shape[:2])}")
-        text_mask = text_mask.bool()
-        if not bool(text_mask.any(1).all()):
-            raise ValueError("every sample needs at least one valid text token (text_mask row all False); "
-                             "pass text=None for the unconditional branch")
-        return text.to(dtype), text_mask
+        # A row with no valid token is the caller's error (the pipeline checks it once per call): checking it here
+        # would read the mask back to the host on every forward, which no CUDA graph can capture.
+        return text.to(dtype), text_mask.bool()
 
     def _final(self, x, temb):
         """x (B, N, D), temb (B, 1 or N, D) -> normalised, modulated tokens ready for de-embedding."""
@@ -318,13 +316,16 @@ class FlexiVideoDiT(nn.Module):
         # Requests whose modes use different LoRA adapters cannot share linear-layer calls: run them separately.
         if pack and len({self._adapter_of(r[4]) for r in requests}) > 1:
             pack = False
-        if self.lora_modes:
+        # peft adapters are switched per call; merged stacks need no switching (merge_adapters disables the base
+        # blocks' adapters once), which keeps the forward free of Python-side state changes a trace cannot hold.
+        switch = bool(self.lora_modes) and not self.merged_stacks
+        if switch:
             from .flexify import activate_mode
         preps = [self._prepare(*r) for r in requests]
         if not pack or len(preps) == 1 and preps[0]["b"] == 1:
             outs = []
             for p in preps:
-                if self.lora_modes:
+                if switch:
                     activate_mode(self, p["mode"])
                 ctx = AttnContext(backend, text_mask=p["text_mask"])
                 x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx, p["mode"])
@@ -346,7 +347,7 @@ class FlexiVideoDiT(nn.Module):
                 q_lens.append(n)
                 kv_lens.append(valid.shape[0])
         ctx = AttnContext(backend, self_segments=Segments(q_lens, q_lens), cross_segments=Segments(q_lens, kv_lens))
-        if self.lora_modes:
+        if switch:
             activate_mode(self, preps[0]["mode"])
         x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
         x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx, preps[0]["mode"])

@@ -106,6 +106,7 @@ def merge_adapters(model: FlexiVideoDiT) -> None:
         blocks = copy.deepcopy(model.blocks).float()
         _fold_lora(blocks, mode)
         stacks[mode] = blocks.to(dtype).requires_grad_(False).eval()
+    activate_mode(model, "full")  # the base blocks now serve only full: adapters off for good
     model.merged_stacks = stacks
 
 
