@@ -17,48 +17,24 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
-from flexivid.eval.kernels import kernel_table, matmul_peak_tflops
-
-# (preset, latent (C, T, H, W), base patch, batch): the reference DiT-XL trunk at 16x32x32 latents (4096 tokens) and
-# the FlexiDiT paper's video size (32x48x88 latent -> 33,792 tokens at (1,2,2)).
-KERNEL_CASES = {
-    "reference": ("reference", (4, 16, 32, 32), (1, 2, 2), 2),
-    "paper_video": ("paper_video", (4, 32, 48, 88), (1, 2, 2), 2),
-    "small": ("small", (3, 16, 64, 64), (1, 4, 4), 16),
-    "tiny": ("tiny", (3, 4, 16, 16), (1, 2, 2), 2),
-}
-
-
-def weak_modes(base):
-    pt, ph, pw = base
-    return {"full": base, "coarse_time": (2 * pt, ph, pw), "coarse_space": (pt, 2 * ph, 2 * pw)}
+from flexivid.eval.kernels import KERNEL_CASES, RUNS, kernel_markdown, run_cases
+from flexivid.eval.timing import environment
 
 
 def run_kernels(a) -> int:
+    from flexivid.models.serialization import atomic_write
+
+    env = environment()
+    print(f"device: {env['device']}; torch {env['torch']}")
+    rows, peak = run_cases(a.cases, a.runs, a.repeats)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    peak = matmul_peak_tflops()
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"device: {dev}; measured bf16 matmul peak {peak:.1f} TFLOP/s")
-    rows = []
-    for name in a.cases:
-        preset, latent, base, batch = KERNEL_CASES[name]
-        compile_modes = (False, True) if a.compile == "both" else ((a.compile == "on"),)
-        rows += kernel_table(preset, latent, weak_modes(base), batch=batch, compile_modes=compile_modes,
-                             dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32, peak=peak,
-                             repeats=a.repeats)
-    lines = [f"device: {dev}; bf16 matmul peak {peak:.1f} TFLOP/s", "",
-             "| preset | mode | patch | tokens | batch | compile | ms / forward | TFLOP/s | % peak | time ratio | FLOPs ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.preset} | {r.mode} | {r.patch} | {r.tokens} | {r.batch} | {r.compiled} | {r.ms:.2f} | "
-                     f"{r.tflops:.1f} | {r.pct_peak:.1f} | {r.ratio_time:.3f} | {r.ratio_flops:.3f} |")
-    (out / "kernels.md").write_text("\n".join(lines) + "\n")
-    (out / "kernels.json").write_text(json.dumps({"device": dev, "peak_tflops": peak,
-                                                  "rows": [asdict(r) for r in rows]}, indent=2))
-    print("\n".join(lines))
+    md = kernel_markdown(rows, env, peak)
+    atomic_write(out / "kernels.md", lambda tmp: Path(tmp).write_text(md))
+    atomic_write(out / "kernels.json", lambda tmp: Path(tmp).write_text(json.dumps(
+        {**env, "peak_tflops": peak, "rows": [asdict(r) for r in rows]}, indent=2)))
+    print(md)
     return 0
 
 
@@ -82,7 +58,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", action="store_true", help="per-mode kernel throughput instead of the frontier")
     ap.add_argument("--cases", nargs="+", default=["reference", "paper_video", "small"], choices=list(KERNEL_CASES))
     ap.add_argument("--out", default="runs/benchmark")
-    ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
+    ap.add_argument("--compile", default="both", choices=["off", "on", "both"], help="frontier: eager / compiled")
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS),
+                    help="kernels: eager, compiled (regional torch.compile), graphed (compiled + one CUDA graph)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
     ap.add_argument("--num-videos", type=int, default=256, help="videos per schedule for FVD / fidelity")
