@@ -38,6 +38,19 @@ def run_kernels(a) -> int:
     return 0
 
 
+def run_speed(a) -> int:
+    from flexivid.eval.speed import SMOKE_SCHEDULES, SCHEDULES, SuiteSettings, run_suite
+
+    smoke = a.smoke
+    settings = SuiteSettings(checkpoint=a.checkpoint, out_dir=a.out, text_cache=a.text_cache,
+                             schedules=tuple(a.schedules or (SMOKE_SCHEDULES if smoke else SCHEDULES)),
+                             batch_sizes=(1, 2) if smoke else tuple(a.batch_sizes), repeats=2 if smoke else a.repeats,
+                             compile=a.compile != "off" and not smoke, kernel_cases=("tiny",) if smoke else a.cases,
+                             kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke)
+    run_suite(settings)
+    return 0
+
+
 def run_frontier(a) -> int:
     from flexivid.eval.frontier import FrontierSettings, rewrite_from_json, run_frontier as run
 
@@ -74,8 +87,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
+    ap.add_argument("--suite", choices=["speed"], default=None,
+                    help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
+                         "kernel table in one run (--repeats, default 5 here; --cases; --text-cache)")
+    ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="--suite speed: skip sections past this many seconds")
     a = ap.parse_args(argv)
+    if a.suite and "--repeats" not in (argv if argv is not None else sys.argv[1:]):
+        a.repeats = 5
+    if a.suite and "--cases" not in (argv if argv is not None else sys.argv[1:]):
+        a.cases = ["reference", "paper_video"]
     try:
+        if a.suite == "speed":
+            return run_speed(a)
         return run_kernels(a) if a.kernels else run_frontier(a)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,8 +12,11 @@ import argparse
 import json
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
+
+START = time.perf_counter()  # time to first video counts from here (interpreter start-up excluded)
 
 
 DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
@@ -68,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compile", choices=("on", "off"), default=None,
+                   help="torch.compile the model's blocks (default: on for CUDA, off for the CPU)")
+    p.add_argument("--compile-cache", default=None,
+                   help="file of torch's compiled-kernel cache artifacts, loaded before compiling and written after "
+                        "(default $FLEXIVID_CACHE/compile/torch-<version>-<device>.bin; 'off': none)")
     p.add_argument("--unmerged-adapters", action="store_true",
                    help="run the weak modes' peft LoRAs as trained instead of per-mode merged weights (slower)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -146,6 +154,19 @@ def load_pipeline(args):
                                          merge_adapters=not args.unmerged_adapters), path
 
 
+def prepare_compile(args, pipe):
+    """Compile per --compile (default per device); returns the cache artifact file to write after, or None."""
+    from flexivid.compile_cache import compile_model, default_cache_path, default_compile
+
+    args.compile = args.compile or ("on" if default_compile(pipe.device) else "off")
+    if args.compile == "off":
+        return None
+    cache = None if args.compile_cache == "off" else Path(args.compile_cache or default_cache_path(pipe.device))
+    loaded = compile_model(pipe.model, cache)
+    print(f"compile: on (regional torch.compile); cache {cache or 'off'}{' loaded' if loaded else ''}")
+    return cache
+
+
 def run(args) -> int:
     from flexivid.models.serialization import atomic_write
     from flexivid.video_io import to_uint8, write_video
@@ -155,6 +176,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     pipe, checkpoint = load_pipeline(args)
+    cache = prepare_compile(args, pipe)
     d = pipe.defaults
     fps = args.fps or d.fps
     kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
@@ -168,12 +190,13 @@ def run(args) -> int:
     mine = list(range(rank, len(prompts), world))  # this process's prompts (all of them without a launcher)
     tag = f"rank {rank}/{world}: " if world > 1 else ""
     print(f"{tag}schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
-    total_s, info = 0.0, None
+    total_s, info, first = 0.0, None, None
     for start in range(0, len(mine), args.batch_size):
         idx = mine[start:start + args.batch_size]
         video, info = pipe([prompts[i] for i in idx], schedule=plan.schedule, seed=[args.seed + i for i in idx],
                            progress=not args.quiet, shift=args.shift, **kw)
         total_s += info["wall_clock_s"]
+        first = first or time.perf_counter() - START
         for j, i in enumerate(idx):
             write_video(paths[i], to_uint8(video[j]), fps=fps)
             sidecar = {
@@ -192,6 +215,12 @@ def run(args) -> int:
     if info is None:  # more processes than prompts
         print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
         return 0
+    if cache is not None:
+        from flexivid.compile_cache import save_artifacts
+
+        print(f"{tag}compile cache: wrote {save_artifacts(cache) / 1e6:.1f} MB to {cache}")
+    print(f"{tag}time to first video: {first:.2f} s (loading, compile {args.compile} and graph capture included; "
+          f"sampling {info['sampling']})")
     s2 = info["weak_guidance_scale"]
     weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
     print(f"{tag}schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "

@@ -1,0 +1,314 @@
+"""The speed suite: end-to-end speed-ups of the frontier's schedules, GPU-busy time, time to first video and the
+kernel table, in one process-tree run that writes ``speed.md`` (tables) and ``speed.json`` (every raw number).
+
+Every end-to-end figure is a ratio to ``full@30`` timed in the same round-robin (``eval.timing``), at batch 1 and
+batch 16, with the pipeline as users run it (compiled blocks, per-step CUDA graphs, LoRAs merged, CFG 4). Sections
+run in order while the time budget lasts; a section that does not fit is listed as skipped, never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..models.serialization import atomic_write
+from .timing import busy_profile, environment, round_robin
+
+# The frontier's schedules, SPEC@STEPS (no @: 30 steps). full@30 is the baseline of every ratio.
+SCHEDULES = ("full@30", "full@10", "full@6", "interleaved:20:6", "interleaved:10:3@20", "interleaved:8:3@15",
+             "weak_first:coarse_space:20", "weak_first:coarse_time:20")
+SMOKE_SCHEDULES = ("full@6", "full@2", "interleaved:2:1@6", "weak_first:coarse_space:4@6")
+# The issue's targets: speed-up x FLOPs fraction (1 = a FLOP saved is time saved) per batch, and GPU busy at batch 1.
+EFFICIENCY_TARGET = {1: 0.75, 16: 0.85}
+BUSY_TARGET = 0.80
+
+
+@dataclass
+class SuiteSettings:
+    checkpoint: str
+    out_dir: str
+    text_cache: str | None = None
+    schedules: tuple = SCHEDULES
+    batch_sizes: tuple = (1, 16)
+    repeats: int = 5
+    compile: bool = True
+    kernel_cases: tuple = ("reference", "paper_video")
+    kernel_repeats: int = 5
+    budget_s: float = 330.0
+    smoke: bool = False
+    skipped: list = field(default_factory=list)
+
+
+def split_steps(spec: str, default: int = 30) -> tuple[str, int]:
+    """``interleaved:10:3@20`` -> ``("interleaved:10:3", 20)``; no ``@``: the default step count."""
+    if "@" not in spec:
+        return spec, default
+    name, steps = spec.rsplit("@", 1)
+    if not steps.isdigit() or int(steps) < 1:
+        raise ValueError(f"schedule {spec!r}: the steps after '@' must be a positive integer")
+    return name, int(steps)
+
+
+def prompt_list(text_encoder, n: int) -> list[str]:
+    """n prompts the text encoder accepts (a text cache knows only its own captions)."""
+    captions = getattr(text_encoder, "captions", None) or [
+        "a red circle moves right", "a blue square bounces", "a green triangle spins", "two dots orbit"]
+    return [captions[i % len(captions)] for i in range(n)]
+
+
+def end_to_end(pipe, s: SuiteSettings, log) -> dict:
+    """Round-robin timing of every schedule (plus the eager loop for full@30) at each batch size."""
+    out = {}
+    base = s.schedules[0]
+    for bs in s.batch_sizes:
+        prompts = prompt_list(pipe.text_encoder, bs)
+        fns, gflops = {}, {}
+        for spec in s.schedules:
+            name, steps = split_steps(spec)
+            _, info = pipe(prompts, schedule=name, steps=steps, seed=0, progress=False)
+            gflops[spec] = info["gflops"][0]
+            fns[spec] = lambda n=name, k=steps: pipe(prompts, schedule=n, steps=k, seed=0, progress=False)
+
+        def eager_base(spec=base):
+            pipe.sampling = "eager"
+            try:
+                return fns[spec]()
+            finally:
+                pipe.sampling = "auto"
+        fns[f"{base} (eager loop)"] = eager_base
+        gflops[f"{base} (eager loop)"] = gflops[base]
+        timings = round_robin(fns, repeats=s.repeats, warmup=1, log=None)
+        ref = timings[base].median
+        rows = []
+        for spec, tm in timings.items():
+            frac = gflops[spec] / gflops[base]
+            speedup = ref / tm.median
+            rows.append({"schedule": spec, "flops_vs_base": frac, "speedup": speedup, "efficiency": speedup * frac,
+                         **{f"{k}_ms": v * 1e3 for k, v in (("median", tm.median), ("min", tm.min),
+                                                            ("max", tm.max))}, "times_s": tm.times})
+            log(f"batch {bs:2d} {spec:34s} {tm.median * 1e3:9.1f} ms  FLOPs {frac:.3f}  speed-up {speedup:5.2f}x  "
+                f"efficiency {speedup * frac:.2f}")
+        out[str(bs)] = rows
+    return out
+
+
+def busy(pipe, s: SuiteSettings, log) -> dict:
+    """Profiler split of one call per schedule and batch: GPU busy vs waiting on the host."""
+    out = {}
+    for bs in s.batch_sizes:
+        prompts = prompt_list(pipe.text_encoder, bs)
+        rows = []
+        for spec in s.schedules:
+            name, steps = split_steps(spec)
+            r = busy_profile(lambda: pipe(prompts, schedule=name, steps=steps, seed=0, progress=False))
+            rows.append({"schedule": spec, **r})
+            log(f"batch {bs:2d} {spec:34s} wall {r['wall_ms']:8.1f} ms  GPU busy {r['gpu_busy_ms']:8.1f} ms "
+                f"({100 * r['busy_fraction']:.0f}%)")
+        out[str(bs)] = rows
+    return out
+
+
+def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
+    """Time to first video of ``tools/generate_video.py`` in fresh processes: compile off; on with an empty compile
+    cache (Inductor's on-disk cache emptied too); on again with the artifacts the cold run wrote, Inductor's disk
+    cache emptied again so only the artifact file carries over."""
+    root = Path(s.out_dir) / "ttfv"
+    cache = root / "compile_cache.bin"
+    if cache.exists():
+        cache.unlink()
+    base = [sys.executable, "tools/generate_video.py", "--checkpoint", s.checkpoint, "--quiet", "--steps", "30",
+            "--schedule", "interleaved:20:6"]
+    if s.smoke:
+        base[-4:] = ["--steps", "6", "--schedule", "interleaved:2:1"]
+    if s.text_cache:
+        base += ["--text-cache", s.text_cache]
+    if s.text_cache:
+        from ..text import CachedTextEncoder
+
+        prompt = prompt_list(CachedTextEncoder(s.text_cache), 1)[0]
+    else:
+        prompt = prompt_list(None, 1)[0]
+    runs = [("compile off", ["--compile", "off"]),
+            ("compile on, cold cache", ["--compile", "on", "--compile-cache", str(cache)]),
+            ("compile on, artifact cache", ["--compile", "on", "--compile-cache", str(cache)])]
+    rows = []
+    for i, (label, extra) in enumerate(runs):
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(root / f"inductor_{i}"), "TQDM_DISABLE": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(base + extra + ["--prompt", prompt, "--output", str(root / f"video_{i}.gif")],
+                                  capture_output=True, text=True, env=env, timeout=max(timeout_s / 3, 10))
+        except subprocess.TimeoutExpired as e:
+            proc = subprocess.CompletedProcess(e.cmd, "timeout", str(e.stdout or ""), f"timed out after {e.timeout} s")
+        wall = time.perf_counter() - t0
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("time to first video")), "")
+        first = float(line.split(":")[1].split("s")[0]) if line else None
+        rows.append({"run": label, "process_wall_s": wall, "first_video_s": first, "rc": proc.returncode,
+                     "tail": (proc.stdout + proc.stderr)[-600:] if proc.returncode else ""})
+        log(f"time to first video, {label}: {first} s in-process, {wall:.1f} s process (rc {proc.returncode})")
+    return rows
+
+
+def kernels(s: SuiteSettings, log, left) -> dict:
+    """The kernel table of each case while at least a minute of the budget is left."""
+    from .kernels import kernel_markdown, run_cases
+
+    runs = ("eager",) if s.smoke else ("compiled", "graphed")
+    rows, peak = [], None
+    for case in s.kernel_cases:
+        if left() < 60:
+            s.skipped.append(f"kernels {case}: less than 60 s of the time budget left")
+            continue
+        more, peak = run_cases([case], runs, s.kernel_repeats, log=log)
+        rows += more
+    return {"peak_tflops": peak, "rows": [asdict(r) for r in rows],
+            "markdown": kernel_markdown(rows, environment(), peak) if rows else ""}
+
+
+def smoke_checkpoint(path: Path) -> str:
+    """A tiny random flexified model exported like the shipped one (pixel space, MiniLM text): the CPU smoke size."""
+    from ..config import ModelConfig
+    from ..models.dit import FlexiVideoDiT
+    from ..models.flexify import flexify
+    from ..models.serialization import save_model
+
+    if not (path / "config.json").is_file():
+        torch.manual_seed(0)
+        model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384))
+        flexify(model, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
+        save_model(model, path, extra={"text": {"encoder": "minilm", "max_length": 16},
+                                       "autoencoder": {"kind": "pixel"},
+                                       "data": {"num_frames": 4, "height": 16, "width": 16, "fps": 8}})
+    return str(path)
+
+
+def run_suite(s: SuiteSettings, log=print) -> dict:
+    """Run every section that fits in ``s.budget_s``; write ``speed.md`` and ``speed.json`` under ``s.out_dir``."""
+    from ..compile_cache import compile_model
+    from ..pipeline import VideoPipeline
+    from ..text import CachedTextEncoder
+
+    start = time.perf_counter()
+    left = lambda: s.budget_s - (time.perf_counter() - start)  # noqa: E731
+    out = Path(s.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if s.smoke:
+        s.checkpoint = smoke_checkpoint(out / "smoke_model")
+    env = environment()
+    log(f"device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}); checkpoint {s.checkpoint}")
+    text = CachedTextEncoder(s.text_cache) if s.text_cache else None
+    pipe = VideoPipeline.from_pretrained(s.checkpoint, text_encoder=text)
+    if s.compile:
+        compile_model(pipe.model)
+    result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"},
+              "sampling": "graphed" if pipe._use_graphs() else "eager"}
+    result["end_to_end"] = end_to_end(pipe, s, log)
+    sections = [("busy", 0.55, lambda: busy(pipe, s, log)),
+                ("first_video", 0.6, lambda: first_video(s, log, timeout_s=left() - 60)),
+                ("kernels", 0.8, lambda: kernels(s, log, left))]
+    for name, share, fn in sections:
+        if time.perf_counter() - start > share * s.budget_s:
+            s.skipped.append(f"{name}: the time budget ({s.budget_s:.0f} s) was {share:.0%} spent before it")
+            log(f"skipped {name}: time budget")
+            continue
+        result[name] = fn()
+    result["skipped"] = s.skipped
+    result["suite_s"] = time.perf_counter() - start
+    md = report_markdown(result)
+    atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+    atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
+    log(md)
+    return result
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def report_markdown(r: dict) -> str:
+    env, st = r["environment"], r["settings"]
+    base = st["schedules"][0]
+    lines = [f"# Speed suite: {env['device']}", "",
+             f"torch {env['torch']}, CUDA {env['cuda']}, Python {env['python']}; checkpoint `{st['checkpoint']}`; "
+             f"sampling: {r['sampling']}, compile {'on' if st['compile'] else 'off'}; {st['repeats']} round-robin "
+             f"repeats after one warm-up, every schedule in one process; suite ran {r['suite_s']:.0f} s.", "",
+             f"Speed-up = median of `{base}` / median of the row (same batch, same run). FLOPs = the pipeline's count "
+             f"(both guidance branches) over `{base}`'s. Efficiency = speed-up x FLOPs fraction: 1.0 means every FLOP "
+             f"saved is time saved.", ""]
+    for bs, rows in r["end_to_end"].items():
+        target = EFFICIENCY_TARGET.get(int(bs))
+        lines += [f"## End to end, batch {bs}", "",
+                  "| schedule | FLOPs vs " + base + " | median ms | min ms | max ms | speed-up | efficiency |"
+                  + (f" efficiency >= {target} |" if target else ""),
+                  "|---|---|---|---|---|---|---|" + ("---|" if target else "")]
+        for row in rows:
+            ok = "" if not target or "eager" in row["schedule"] or row["schedule"] == base else \
+                f" {_mark(row['efficiency'] >= target)} |"
+            lines.append(f"| {row['schedule']} | {row['flops_vs_base']:.3f} | {row['median_ms']:.1f} | "
+                         f"{row['min_ms']:.1f} | {row['max_ms']:.1f} | {row['speedup']:.2f}x | "
+                         f"{row['efficiency']:.2f} |" + (ok or (" - |" if target else "")))
+        flexi = [x for x in rows if not x["schedule"].startswith("full") and x["flops_vs_base"] <= 0.33]
+        if flexi:
+            best = max(flexi, key=lambda x: x["speedup"])
+            goal = {1: 2.5, 16: 3.0}.get(int(bs))
+            verdict = f" (target >= {goal}x: {_mark(best['speedup'] >= goal)})" if goal else ""
+            lines += ["", f"Best FlexiDiT schedule at <= 0.33 of the FLOPs: `{best['schedule']}`, "
+                          f"{best['speedup']:.2f}x{verdict}."]
+        lines.append("")
+    if "busy" in r:
+        lines += ["## Where the time goes (torch.profiler, one call each)", "",
+                  "GPU busy = union of the kernel intervals; the rest of the wall-clock the GPU waited for the host. "
+                  "The profiler adds host work of its own, so busy % is a lower bound.", "",
+                  "| batch | schedule | wall ms | GPU busy ms | busy % | host op ms | kernels |",
+                  "|---|---|---|---|---|---|---|"]
+        for bs, rows in r["busy"].items():
+            lines += [f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
+                      f"{100 * x['busy_fraction']:.0f}% | {x['host_ops_ms']:.1f} | {x['kernels']} |" for x in rows]
+        b1 = next((x for x in r["busy"].get("1", []) if x["schedule"] == base), None)
+        if b1:
+            lines += ["", f"`{base}` at batch 1 keeps the GPU busy {100 * b1['busy_fraction']:.0f}% of its wall-clock "
+                          f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
+        lines.append("")
+    if "first_video" in r:
+        lines += ["## Time to first video (`tools/generate_video.py`, fresh process each)", "",
+                  "In-process: from the script's start (imports included) to the first video in memory; process: "
+                  "the whole command, interpreter start-up included.", "",
+                  "| run | first video s | process s | exit |", "|---|---|---|---|"]
+        for x in r["first_video"]:
+            first = f"{x['first_video_s']:.1f}" if x["first_video_s"] is not None else "-"
+            lines.append(f"| {x['run']} | {first} | {x['process_wall_s']:.1f} | {x['rc']} |")
+        lines.append("")
+    if "kernels" in r:
+        lines += ["## Kernel table", "", r["kernels"]["markdown"], kernel_verdicts(r["kernels"]["rows"]), ""]
+    if r["skipped"]:
+        lines += ["## Skipped", ""] + [f"- {x}" for x in r["skipped"]] + [""]
+    return "\n".join(lines)
+
+
+def kernel_verdicts(rows: list[dict]) -> str:
+    """The issue's kernel targets, read off the best run (graphed if present) of each preset."""
+    out = []
+    for preset in dict.fromkeys(x["preset"] for x in rows):
+        mine = [x for x in rows if x["preset"] == preset]
+        run = "graphed" if any(x["run"] == "graphed" for x in mine) else mine[-1]["run"]
+        by_mode = {x["mode"]: x for x in mine if x["run"] == run}
+        full, plain, cs = by_mode.get("full"), by_mode.get("plain"), by_mode.get("coarse_space")
+        if full and plain:
+            rel = full["tflops"] / plain["tflops"]
+            out.append(f"- {preset} ({run}): full {full['tflops']:.0f} TFLOP/s = {rel:.2f} of the plain DiT stack "
+                       f"({plain['tflops']:.0f})" + (f"; target >= 420 TFLOP/s: {_mark(full['tflops'] >= 420)}"
+                                                     if preset == "reference" else
+                                                     f"; target >= 0.95: {_mark(rel >= 0.95)}"))
+        if cs:
+            k = cs["ratio_time"] / cs["ratio_flops"]
+            out.append(f"- {preset} ({run}): coarse_space time ratio {cs['ratio_time']:.3f} vs FLOPs ratio "
+                       f"{cs['ratio_flops']:.3f} = {k:.2f}x" + (f"; target <= 1.3x: {_mark(k <= 1.3)}"
+                                                                if preset == "reference" else ""))
+    return "\n".join(out)
