@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .guidance import StepPlan, guided_velocity
+from .guidance import StepPlan, cfg, guided_velocity, s2_from_s1, weak_to_strong
 
 BACKENDS = ("cuda", "trace", "none")
 
@@ -61,11 +61,22 @@ class StepGraphs:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    def velocity(self, x, t, text, mask, plan: StepPlan, scale: float) -> torch.Tensor:
+        """``guided_velocity``, except that two modes always run as two calls (a packed row needs the prompt lengths
+        on the host)."""
+        if plan.guide_mode in (None, plan.cond_mode):  # one batched call
+            return guided_velocity(self.model, x, t, text, mask, plan, scale)
+        v_cond = self.model(x, t, text, mask, plan.cond_mode).float()
+        guide = (text, mask) if plan.guide_text else (None, None)
+        v_guide = self.model(x, t, *guide, plan.guide_mode).float()
+        if plan.kind == "weak_to_strong":
+            return weak_to_strong(v_guide, v_cond, s2_from_s1(scale))
+        return cfg(v_guide, v_cond, scale)
+
     def step(self, buf: _Buffers, plan: StepPlan, scale: float) -> None:
         """One denoising step on the static buffers: ``x <- x + (t_next - t) * v_guided(x, t)`` in float32."""
         t = buf.sig[0].expand(buf.x.shape[0])  # (B,)
-        how = "auto" if plan.guide_mode in (None, plan.cond_mode) else "separate"
-        v = guided_velocity(self.model, buf.x.to(self.dtype), t, buf.text, buf.mask, plan, scale, how=how)
+        v = self.velocity(buf.x.to(self.dtype), t, buf.text, buf.mask, plan, scale)
         buf.x.copy_(buf.x + (buf.sig[1] - buf.sig[0]) * v)  # FlowEulerSampler.step's update
 
     def _buffers(self, x, text, mask) -> tuple[tuple, _Buffers]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +100,24 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
     return out
 
 
+def graphed_vs_eager(pipe, s: SuiteSettings, log) -> list[dict]:
+    """Max |graphed - eager loop| of the videos (in [-1, 1]) of each weak schedule at the smallest batch."""
+    prompts = prompt_list(pipe.text_encoder, s.batch_sizes[0])
+    rows = []
+    for spec in [x for x in s.schedules if not x.startswith("full")][:2] + [s.schedules[0]]:
+        name, steps = split_steps(spec)
+        videos = {}
+        for mode in ("eager", "auto"):
+            pipe.sampling = mode
+            videos[mode], info = pipe(prompts, schedule=name, steps=steps, seed=0, progress=False)
+        pipe.sampling = "auto"
+        diff = (videos["auto"] - videos["eager"]).abs().max().item()
+        rows.append({"schedule": spec, "sampling": info["sampling"], "max_abs_diff": diff,
+                     "bitwise": bool(torch.equal(videos["auto"], videos["eager"]))})
+        log(f"{spec:34s} {info['sampling']} vs eager loop: max |diff| {diff:.2e}")
+    return rows
+
+
 def busy(pipe, s: SuiteSettings, log) -> dict:
     """Profiler split of one call per schedule and batch: GPU busy vs waiting on the host."""
     out = {}
@@ -118,10 +138,8 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
     """Time to first video of ``tools/generate_video.py`` in fresh processes: compile off; on with an empty compile
     cache (Inductor's on-disk cache emptied too); on again with the artifacts the cold run wrote, Inductor's disk
     cache emptied again so only the artifact file carries over."""
-    root = Path(s.out_dir) / "ttfv"
+    root = Path(tempfile.mkdtemp(prefix="flexivid_ttfv_"))  # caches and videos stay out of the results folder
     cache = root / "compile_cache.bin"
-    if cache.exists():
-        cache.unlink()
     base = [sys.executable, "tools/generate_video.py", "--checkpoint", s.checkpoint, "--quiet", "--steps", "30",
             "--schedule", "interleaved:20:6"]
     if s.smoke:
@@ -153,6 +171,8 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
         rows.append({"run": label, "process_wall_s": wall, "first_video_s": first, "rc": proc.returncode,
                      "tail": (proc.stdout + proc.stderr)[-600:] if proc.returncode else ""})
         log(f"time to first video, {label}: {first} s in-process, {wall:.1f} s process (rc {proc.returncode})")
+    rows.append({"run": "artifact file", "bytes": cache.stat().st_size if cache.exists() else 0})
+    shutil.rmtree(root, ignore_errors=True)
     return rows
 
 
@@ -209,6 +229,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         compile_model(pipe.model)
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"},
               "sampling": "graphed" if pipe._use_graphs() else "eager"}
+    result["graphed_vs_eager"] = graphed_vs_eager(pipe, s, log)
     result["end_to_end"] = end_to_end(pipe, s, log)
     sections = [("busy", 0.55, lambda: busy(pipe, s, log)),
                 ("first_video", 0.6, lambda: first_video(s, log, timeout_s=left() - 60)),
@@ -226,6 +247,10 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
     atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
     log(md)
     return result
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
 def _mark(ok: bool) -> str:
@@ -262,6 +287,12 @@ def report_markdown(r: dict) -> str:
             lines += ["", f"Best FlexiDiT schedule at <= 0.33 of the FLOPs: `{best['schedule']}`, "
                           f"{best['speedup']:.2f}x{verdict}."]
         lines.append("")
+    if r.get("graphed_vs_eager"):
+        lines += ["## Graphed sampling vs the eager loop (same prompts and seeds)", "",
+                  "| schedule | sampling | max abs diff (videos in [-1, 1]) | bit-identical |", "|---|---|---|---|"]
+        lines += [f"| {x['schedule']} | {x['sampling']} | {x['max_abs_diff']:.2e} | {x['bitwise']} |"
+                  for x in r["graphed_vs_eager"]]
+        lines.append("")
     if "busy" in r:
         lines += ["## Where the time goes (torch.profiler, one call each)", "",
                   "GPU busy = union of the kernel intervals; the rest of the wall-clock the GPU waited for the host. "
@@ -270,9 +301,9 @@ def report_markdown(r: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for bs, rows in r["busy"].items():
             lines += [f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
-                      f"{100 * x['busy_fraction']:.0f}% | {x['host_ops_ms']:.1f} | {x['kernels']} |" for x in rows]
+                      f"{_pct(x['busy_fraction'])} | {x['host_ops_ms']:.1f} | {x['kernels']} |" for x in rows]
         b1 = next((x for x in r["busy"].get("1", []) if x["schedule"] == base), None)
-        if b1:
+        if b1 and b1["busy_fraction"] is not None:
             lines += ["", f"`{base}` at batch 1 keeps the GPU busy {100 * b1['busy_fraction']:.0f}% of its wall-clock "
                           f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
         lines.append("")
@@ -281,10 +312,11 @@ def report_markdown(r: dict) -> str:
                   "In-process: from the script's start (imports included) to the first video in memory; process: "
                   "the whole command, interpreter start-up included.", "",
                   "| run | first video s | process s | exit |", "|---|---|---|---|"]
-        for x in r["first_video"]:
+        for x in r["first_video"][:-1]:
             first = f"{x['first_video_s']:.1f}" if x["first_video_s"] is not None else "-"
             lines.append(f"| {x['run']} | {first} | {x['process_wall_s']:.1f} | {x['rc']} |")
-        lines.append("")
+        lines += ["", f"The cold run wrote {r['first_video'][-1]['bytes'] / 1e6:.1f} MB of cache artifacts; the third "
+                      f"run started with an empty Inductor cache directory and loaded only that file.", ""]
     if "kernels" in r:
         lines += ["## Kernel table", "", r["kernels"]["markdown"], kernel_verdicts(r["kernels"]["rows"]), ""]
     if r["skipped"]:

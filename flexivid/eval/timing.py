@@ -92,7 +92,7 @@ def busy_profile(fn: Callable[[], object]) -> dict:
     """One profiled call of ``fn`` (after one unprofiled warm-up call).
 
     Returns ``wall_ms`` (the call, host to final sync), ``gpu_busy_ms`` (union of the CUDA kernel intervals; 0 on
-    the CPU), ``busy_fraction``, ``host_ops_ms`` (CPU time of the top-level torch ops the host dispatched) and the
+    the CPU), ``busy_fraction`` (None when a CUDA run shows no kernel records), ``host_ops_ms`` (CPU time of the top-level torch ops the host dispatched) and the
     kernel count. The profiler adds host cost of its own, so ``busy_fraction`` is a lower bound.
     """
     from torch.profiler import ProfilerActivity, profile
@@ -112,5 +112,7 @@ def busy_profile(fn: Callable[[], object]) -> dict:
     host_ops = sum(e.cpu_time_total for e in events if e.cpu_parent is None
                    and getattr(e, "device_type", None) == torch.autograd.DeviceType.CPU)
     busy_ms = _union_us(kernels) / 1e3
-    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy_ms, "busy_fraction": busy_ms / (wall * 1e3),
+    # no kernel records on a CUDA run means the profiler could not see them (not an idle GPU): no fraction then
+    frac = busy_ms / (wall * 1e3) if kernels or not cuda else None
+    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy_ms, "busy_fraction": frac,
             "host_ops_ms": host_ops / 1e3, "kernels": len(kernels)}
