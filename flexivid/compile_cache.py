@@ -35,6 +35,15 @@ def compile_model(model, cache: str | Path | None = None) -> bool:
     return loaded
 
 
+def compile_pipeline(pipe, cache: str | Path | None = None) -> bool:
+    """``compile_model`` on the pipeline's model, and its graphed sampling step compiled around the block stack
+    (Inductor fuses the embedding, guidance and Euler work). Returns whether cache artifacts were loaded."""
+    loaded = compile_model(pipe.model, cache)
+    pipe.compile_steps = "inductor"
+    pipe._graphs = None  # rebuilt with the compiled step on the next call
+    return loaded
+
+
 def default_cache_path(device) -> Path:
     """``$FLEXIVID_CACHE/compile/torch-<version>-<device>.bin``: artifacts are only valid for one torch and card."""
     dev = torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else "cpu"

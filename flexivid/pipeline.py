@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,6 +98,7 @@ class VideoPipeline:
         self.defaults = defaults or PipelineDefaults()
         # "auto": per-step CUDA graphs (diffusion.graphed) on CUDA, the eager loop elsewhere; "graphed" / "eager".
         self.sampling = "auto"
+        self.compile_steps: str | None = None  # torch.compile backend of the graphed step (compile_cache sets it)
         self._graphs = None
 
     @property
@@ -288,9 +290,15 @@ class VideoPipeline:
             if any(p.kind == "weak_to_strong" for p in steps_plan) else None,
             "steps": sched.steps, "seeds": seeds, "num_frames": plan.num_frames, "height": plan.height,
             "width": plan.width, "latent_shape": list(plan.latent_shape),
-            "sampling": "graphed" if self._use_graphs() else "eager", "wall_clock_s": time.perf_counter() - start,
+            "sampling": self._sampling_name(), "wall_clock_s": time.perf_counter() - start,
         }
         return torch.cat(videos), info
+
+    def _sampling_name(self) -> str:
+        if self._use_graphs():
+            return "graphed" + (f" (step compiled: {self.compile_steps})" if self.compile_steps else "")
+        failed = self._graphs.failed if self._graphs is not None else None
+        return f"eager (graph capture failed: {failed})" if failed else "eager"
 
     def _use_graphs(self) -> bool:
         """Whether this call samples through ``diffusion.graphed.StepGraphs`` (built on first use)."""
@@ -302,8 +310,8 @@ class VideoPipeline:
         if use and (self._graphs is None or self._graphs.model is not self.model):
             from .diffusion.graphed import StepGraphs
 
-            self._graphs = StepGraphs(self.model)
-        return use
+            self._graphs = StepGraphs(self.model, compile=self.compile_steps)
+        return use and self._graphs.failed is None
 
     def _generate(self, text, mask, seeds, plan: GenerationPlan, steps_plan, progress: bool, shift: float, desc: str):
         """One batch of prompt tokens ``(B, L, Dt)`` / mask ``(B, L)``: noise -> schedule loop -> decode.
@@ -316,8 +324,13 @@ class VideoPipeline:
         sampler = FlowEulerSampler(shift=shift)
         sampler.set_timesteps(plan.schedule.steps, device=self.device)
         if self._use_graphs():
-            x = self._graphs.sample(x, sampler.sigmas, text, mask, steps_plan, plan.guidance_scale)
-            return self.autoencoder.decode(x).float().clamp(-1, 1).cpu()
+            from .diffusion.graphed import GraphCaptureError
+
+            try:
+                x = self._graphs.sample(x, sampler.sigmas, text, mask, steps_plan, plan.guidance_scale)
+                return self.autoencoder.decode(x).float().clamp(-1, 1).cpu()
+            except GraphCaptureError as e:  # reported in info["sampling"]; this and later calls run eagerly
+                warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
         bar = tqdm(steps_plan, desc=desc, disable=not progress, leave=False)
         for i, step in enumerate(bar):
             bar.set_postfix(mode=step.cond_mode if step.guide_mode in (None, step.cond_mode)

@@ -56,6 +56,24 @@ def test_traced_steps_equal_eager_bitwise(schedule, lora):
     assert len(pipe._graphs.buffers) == 1
 
 
+def test_compiled_step_stops_at_the_block_stack():
+    """The step compiled around the block stack (``compile=``; Inductor on the GPU, the eager backend here) runs the
+    same ops as the eager loop; the blocks stay outside its graphs."""
+    from torch._dynamo.utils import counters
+
+    pipe = _pipe(lora=True)
+    eager = _video(pipe, "eager", schedule="interleaved:1:1")
+    counters.clear()
+    pipe._graphs = StepGraphs(pipe.model, backend="none", compile="eager")
+    pipe.sampling = "graphed"
+    video, info = pipe(PROMPTS, seed=1, progress=False, schedule="interleaved:1:1", **CLIP)
+    assert torch.equal(video, eager) and info["sampling"] == "graphed"
+    breaks = [k for k in counters["graph_break"] if "_blocks_forward" in k or "disable" in k]
+    assert breaks and sum(counters["graph_break"].values()) == sum(counters["graph_break"][k] for k in breaks)
+    with pytest.raises(ValueError, match="already compiles"):
+        StepGraphs(pipe.model, backend="trace", compile="eager")
+
+
 def test_no_guidance_and_mixed_modes():
     pipe = _pipe()
     eager = _video(pipe, "eager", schedule="full", guidance_scale=1.0)

@@ -156,13 +156,13 @@ def load_pipeline(args):
 
 def prepare_compile(args, pipe):
     """Compile per --compile (default per device); returns the cache artifact file to write after, or None."""
-    from flexivid.compile_cache import compile_model, default_cache_path, default_compile
+    from flexivid.compile_cache import compile_pipeline, default_cache_path, default_compile
 
     args.compile = args.compile or ("on" if default_compile(pipe.device) else "off")
     if args.compile == "off":
         return None
     cache = None if args.compile_cache == "off" else Path(args.compile_cache or default_cache_path(pipe.device))
-    loaded = compile_model(pipe.model, cache)
+    loaded = compile_pipeline(pipe, cache)
     print(f"compile: on (regional torch.compile); cache {cache or 'off'}{' loaded' if loaded else ''}")
     return cache
 

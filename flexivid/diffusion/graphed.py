@@ -28,6 +28,20 @@ from .guidance import StepPlan, cfg, guided_velocity, s2_from_s1, weak_to_strong
 BACKENDS = ("cuda", "trace", "none")
 
 
+class GraphCaptureError(RuntimeError):
+    """A step could not be captured; ``StepGraphs.failed`` keeps the reason and callers run the eager loop."""
+
+
+class _Disabled:
+    """The model's block stack, run outside the step's compiled graphs (the blocks are compiled on their own)."""
+
+    def __init__(self, fn):
+        self.fn = torch.compiler.disable(fn)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
 @dataclass
 class _Buffers:
     """Static inputs of every graph of one shape; ``x`` is also the output (updated in place)."""
@@ -45,17 +59,30 @@ class StepGraphs:
     ``for i, p in enumerate(steps_plan): x = x + (sigmas[i+1] - sigmas[i]) * guided_velocity(model, x, sigmas[i], ...)``.
     """
 
-    def __init__(self, model: torch.nn.Module, backend: str | None = None, warmup: int = 2):
+    def __init__(self, model: torch.nn.Module, backend: str | None = None, warmup: int = 2,
+                 compile: str | None = None):
+        """``compile``: ``torch.compile`` backend for the step outside the block stack (``inductor`` fuses the
+        embedding, guidance and Euler element-wise work; ``eager`` for tests), or None. The blocks keep their own
+        (regional) compile: the step's graphs stop at the block stack, so a new shape compiles two small graphs."""
         cuda = next(model.parameters()).device.type == "cuda"
         backend = backend or ("cuda" if cuda else "none")
         if backend not in BACKENDS:
             raise ValueError(f"unknown graph backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         if backend == "cuda" and not cuda:
             raise ValueError("graph backend 'cuda' needs the model on a CUDA device; use 'trace' or 'none'")
+        if backend == "trace" and compile:
+            raise ValueError("the 'trace' backend already compiles the step; give compile=None")
         self.model, self.backend, self.warmup = model, backend, warmup
         self.buffers: dict[tuple, _Buffers] = {}
-        self.graphs: dict[tuple, object] = {}  # (shape key, plan, scale) -> CUDAGraph | compiled fn
+        self.graphs: dict[tuple, object] = {}  # (shape key, plan, scale) -> CUDAGraph replay | step callable
         self.pool = torch.cuda.graph_pool_handle() if backend == "cuda" else None
+        self.failed: str | None = None  # why capture failed (then callers fall back to the eager loop)
+        self._step = self.step
+        if compile:
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            if not isinstance(getattr(model, "_blocks_forward", None), _Disabled):
+                model._blocks_forward = _Disabled(model._blocks_forward)
+            self._step = torch.compile(self.step, backend=compile, dynamic=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -89,7 +116,7 @@ class StepGraphs:
 
     def _build(self, buf: _Buffers, plan: StepPlan, scale: float):
         if self.backend == "none":
-            return lambda: self.step(buf, plan, scale)
+            return lambda: self._step(buf, plan, scale)
         if self.backend == "trace":
             fn = torch.compile(self.step, backend="eager", fullgraph=True, dynamic=False)
             return lambda: fn(buf, plan, scale)
@@ -97,11 +124,11 @@ class StepGraphs:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up: compiles, builds the per-shape RoPE tables, tunes kernels
             for _ in range(self.warmup):
-                self.step(buf, plan, scale)
+                self._step(buf, plan, scale)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            self.step(buf, plan, scale)
+            self._step(buf, plan, scale)
         return graph.replay
 
     def sample(self, x: torch.Tensor, sigmas: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
@@ -121,7 +148,13 @@ class StepGraphs:
             if gkey not in self.graphs:  # capture on the real inputs of its first step; x is reset below
                 buf.x.copy_(x)
                 buf.sig.copy_(pairs[i])
-                self.graphs[gkey] = self._build(buf, plan, float(scale))
+                try:
+                    self.graphs[gkey] = self._build(buf, plan, float(scale))
+                except RuntimeError as e:
+                    if self.backend != "cuda":
+                        raise
+                    self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    raise GraphCaptureError(self.failed) from e
             runs.append(self.graphs[gkey])
         buf.x.copy_(x)
         for i, run in enumerate(runs):

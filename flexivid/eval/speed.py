@@ -211,7 +211,7 @@ def smoke_checkpoint(path: Path) -> str:
 
 def run_suite(s: SuiteSettings, log=print) -> dict:
     """Run every section that fits in ``s.budget_s``; write ``speed.md`` and ``speed.json`` under ``s.out_dir``."""
-    from ..compile_cache import compile_model
+    from ..compile_cache import compile_pipeline
     from ..pipeline import VideoPipeline
     from ..text import CachedTextEncoder
 
@@ -226,9 +226,8 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
     text = CachedTextEncoder(s.text_cache) if s.text_cache else None
     pipe = VideoPipeline.from_pretrained(s.checkpoint, text_encoder=text)
     if s.compile:
-        compile_model(pipe.model)
-    result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"},
-              "sampling": "graphed" if pipe._use_graphs() else "eager"}
+        compile_pipeline(pipe)
+    result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
     result["graphed_vs_eager"] = graphed_vs_eager(pipe, s, log)
     result["end_to_end"] = end_to_end(pipe, s, log)
     sections = [("busy", 0.55, lambda: busy(pipe, s, log)),
@@ -240,6 +239,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
             log(f"skipped {name}: time budget")
             continue
         result[name] = fn()
+    result["sampling"] = pipe._sampling_name()  # after the runs: names a capture failure if one happened
     result["skipped"] = s.skipped
     result["suite_s"] = time.perf_counter() - start
     md = report_markdown(result)
