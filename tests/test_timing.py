@@ -14,6 +14,15 @@ def test_round_robin_interleaves_after_warmup():
     with pytest.raises(ValueError, match="repeats"):
         round_robin(fns, repeats=0)
 
+    def broken():
+        raise RuntimeError("compile failed\nlong trace")
+    with pytest.raises(RuntimeError, match="compile failed"):
+        round_robin({"ok": fns["a"], "bad": broken}, repeats=1)
+    calls.clear()
+    out = round_robin({"ok": fns["a"], "bad": broken}, repeats=2, warmup=1, keep_going=True)
+    assert out["bad"].error == "RuntimeError: compile failed" and out["bad"].median is None
+    assert calls == ["a"] * 3 and len(out["ok"].times) == 2
+
 
 def test_timing_stats_and_union():
     t = Timing("x", [0.3, 0.1, 0.2, 0.5])

@@ -65,7 +65,7 @@ def prompt_list(text_encoder, n: int) -> list[str]:
 
 
 def end_to_end(pipe, s: SuiteSettings, log) -> dict:
-    """Round-robin timing of every schedule (plus the eager loop for full@30) at each batch size."""
+    """Round-robin timing of every schedule (plus the eager loop for the baseline) at each batch size."""
     out = {}
     base = s.schedules[0]
     for bs in s.batch_sizes:
@@ -73,8 +73,7 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
         fns, gflops = {}, {}
         for spec in s.schedules:
             name, steps = split_steps(spec)
-            _, info = pipe(prompts, schedule=name, steps=steps, seed=0, progress=False)
-            gflops[spec] = info["gflops"][0]
+            gflops[spec] = pipe.plan(prompts, steps=steps, schedule=name).flops[0] / 1e9
             fns[spec] = lambda n=name, k=steps: pipe(prompts, schedule=n, steps=k, seed=0, progress=False)
 
         def eager_base(spec=base):
@@ -85,11 +84,16 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
                 pipe.sampling = "auto"
         fns[f"{base} (eager loop)"] = eager_base
         gflops[f"{base} (eager loop)"] = gflops[base]
-        timings = round_robin(fns, repeats=s.repeats, warmup=1, log=None)
+        # the warm-up call compiles and captures; a schedule that fails there is reported, the rest still timed
+        timings = round_robin(fns, repeats=s.repeats, warmup=1, log=log, keep_going=True)
         ref = timings[base].median
         rows = []
         for spec, tm in timings.items():
             frac = gflops[spec] / gflops[base]
+            if tm.error or ref is None:
+                rows.append({"schedule": spec, "flops_vs_base": frac, "error": tm.error or f"{base} failed"})
+                log(f"batch {bs:2d} {spec:34s} FAILED: {rows[-1]['error']}")
+                continue
             speedup = ref / tm.median
             rows.append({"schedule": spec, "flops_vs_base": frac, "speedup": speedup, "efficiency": speedup * frac,
                          **{f"{k}_ms": v * 1e3 for k, v in (("median", tm.median), ("min", tm.min),
@@ -228,9 +232,9 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
     if s.compile:
         compile_pipeline(pipe)
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
-    result["graphed_vs_eager"] = graphed_vs_eager(pipe, s, log)
-    result["end_to_end"] = end_to_end(pipe, s, log)
-    sections = [("busy", 0.55, lambda: busy(pipe, s, log)),
+    sections = [("end_to_end", 1.0, lambda: end_to_end(pipe, s, log)),
+                ("graphed_vs_eager", 0.5, lambda: graphed_vs_eager(pipe, s, log)),
+                ("busy", 0.55, lambda: busy(pipe, s, log)),
                 ("first_video", 0.6, lambda: first_video(s, log, timeout_s=left() - 60)),
                 ("kernels", 0.8, lambda: kernels(s, log, left))]
     for name, share, fn in sections:
@@ -238,7 +242,11 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
             s.skipped.append(f"{name}: the time budget ({s.budget_s:.0f} s) was {share:.0%} spent before it")
             log(f"skipped {name}: time budget")
             continue
-        result[name] = fn()
+        try:
+            result[name] = fn()
+        except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' numbers
+            s.skipped.append(f"{name}: failed with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            log(f"section {name} failed: {e!r}")
     result["sampling"] = pipe._sampling_name()  # after the runs: names a capture failure if one happened
     result["skipped"] = s.skipped
     result["suite_s"] = time.perf_counter() - start
@@ -267,19 +275,23 @@ def report_markdown(r: dict) -> str:
              f"Speed-up = median of `{base}` / median of the row (same batch, same run). FLOPs = the pipeline's count "
              f"(both guidance branches) over `{base}`'s. Efficiency = speed-up x FLOPs fraction: 1.0 means every FLOP "
              f"saved is time saved.", ""]
-    for bs, rows in r["end_to_end"].items():
+    for bs, rows in r.get("end_to_end", {}).items():
         target = EFFICIENCY_TARGET.get(int(bs))
         lines += [f"## End to end, batch {bs}", "",
                   "| schedule | FLOPs vs " + base + " | median ms | min ms | max ms | speed-up | efficiency |"
                   + (f" efficiency >= {target} |" if target else ""),
                   "|---|---|---|---|---|---|---|" + ("---|" if target else "")]
         for row in rows:
+            if "error" in row:
+                lines.append(f"| {row['schedule']} | {row['flops_vs_base']:.3f} | failed: {row['error'][:120]} |")
+                continue
             ok = "" if not target or "eager" in row["schedule"] or row["schedule"] == base else \
                 f" {_mark(row['efficiency'] >= target)} |"
             lines.append(f"| {row['schedule']} | {row['flops_vs_base']:.3f} | {row['median_ms']:.1f} | "
                          f"{row['min_ms']:.1f} | {row['max_ms']:.1f} | {row['speedup']:.2f}x | "
                          f"{row['efficiency']:.2f} |" + (ok or (" - |" if target else "")))
-        flexi = [x for x in rows if not x["schedule"].startswith("full") and x["flops_vs_base"] <= 0.33]
+        flexi = [x for x in rows if not x["schedule"].startswith("full") and x["flops_vs_base"] <= 0.33
+                 and "error" not in x]
         if flexi:
             best = max(flexi, key=lambda x: x["speedup"])
             goal = {1: 2.5, 16: 3.0}.get(int(bs))
@@ -320,7 +332,7 @@ def report_markdown(r: dict) -> str:
     if "kernels" in r:
         lines += ["## Kernel table", "", r["kernels"]["markdown"], kernel_verdicts(r["kernels"]["rows"]), ""]
     if r["skipped"]:
-        lines += ["## Skipped", ""] + [f"- {x}" for x in r["skipped"]] + [""]
+        lines += ["## Skipped or failed", ""] + [f"- {x}" for x in r["skipped"]] + [""]
     return "\n".join(lines)
 
 

@@ -24,18 +24,19 @@ class Timing:
 
     name: str
     times: list[float] = field(default_factory=list)
+    error: str | None = None  # why the warm-up failed (``round_robin(..., keep_going=True)``); no times then
 
     @property
-    def median(self) -> float:
-        return statistics.median(self.times)
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
 
     @property
-    def min(self) -> float:
-        return min(self.times)
+    def min(self) -> float | None:
+        return min(self.times) if self.times else None
 
     @property
-    def max(self) -> float:
-        return max(self.times)
+    def max(self) -> float | None:
+        return max(self.times) if self.times else None
 
     def as_dict(self) -> dict:
         return {**asdict(self), "median": self.median, "min": self.min, "max": self.max}
@@ -55,18 +56,28 @@ def environment() -> dict:
 
 
 def round_robin(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
-                log: Callable[[str], None] | None = None) -> dict[str, Timing]:
-    """Time every function ``repeats`` times, interleaved (round r calls each function once, in order)."""
+                log: Callable[[str], None] | None = None, keep_going: bool = False) -> dict[str, Timing]:
+    """Time every function ``repeats`` times, interleaved (round r calls each function once, in order).
+
+    ``keep_going``: a function whose warm-up raises is left out of the rounds, its error kept in ``Timing.error``
+    (e.g. a compile failure in one schedule of a sweep); otherwise the error propagates."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            fn()
-        if log:
-            log(f"warmed up {name}")
     out = {name: Timing(name) for name in fns}
+    for name, fn in fns.items():
+        try:
+            for _ in range(warmup):
+                fn()
+        except Exception as e:  # noqa: BLE001 - reported in the Timing when keep_going
+            if not keep_going:
+                raise
+            out[name].error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if log:
+            log(f"warmed up {name}" + (f" (failed: {out[name].error})" if out[name].error else ""))
     for _ in range(repeats):
         for name, fn in fns.items():
+            if out[name].error:
+                continue
             synchronize()
             t0 = time.perf_counter()
             fn()
