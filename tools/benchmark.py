@@ -46,7 +46,8 @@ def run_speed(a) -> int:
                              schedules=tuple(a.schedules or (SMOKE_SCHEDULES if smoke else SCHEDULES)),
                              batch_sizes=(1, 2) if smoke else tuple(a.batch_sizes), repeats=2 if smoke else a.repeats,
                              compile=a.compile != "off" and not smoke, kernel_cases=("tiny",) if smoke else a.cases,
-                             kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke)
+                             kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke,
+                             sampling="graphed" if smoke else "auto")
     run_suite(settings)
     return 0
 
