@@ -47,7 +47,7 @@ def run_speed(a) -> int:
                              batch_sizes=(1, 2) if smoke else tuple(a.batch_sizes), repeats=2 if smoke else a.repeats,
                              compile=a.compile != "off" and not smoke, kernel_cases=("tiny",) if smoke else a.cases,
                              kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke,
-                             sampling="graphed" if smoke else "auto")
+                             sampling="graphed" if smoke else "auto", sections=tuple(a.sections or ()))
     run_suite(settings)
     return 0
 
@@ -92,6 +92,9 @@ def main(argv=None) -> int:
                     help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
                          "kernel table in one run (--repeats, default 5 here; --cases; --text-cache)")
     ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
+    ap.add_argument("--sections", nargs="+", default=None,
+                    choices=["end_to_end", "graphed_vs_eager", "busy", "kernels", "first_video"],
+                    help="--suite speed: run only these sections (default: all, in priority order)")
     ap.add_argument("--budget-s", type=float, default=330.0, help="--suite speed: skip sections past this many seconds")
     a = ap.parse_args(argv)
     if a.suite and "--repeats" not in (argv if argv is not None else sys.argv[1:]):

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..models.serialization import atomic_write
+from .kernels import KernelRow, kernel_markdown
 from .timing import busy_profile, environment, round_robin
 
 # The frontier's schedules, SPEC@STEPS (no @: 30 steps). full@30 is the baseline of every ratio.
@@ -45,6 +46,7 @@ class SuiteSettings:
     budget_s: float = 330.0
     smoke: bool = False
     sampling: str = "auto"  # the pipeline's sampling under test ("graphed" exercises StepGraphs on the CPU)
+    sections: tuple = ()  # only these (end_to_end, graphed_vs_eager, busy, kernels, first_video); () = all
     skipped: list = field(default_factory=list)
 
 
@@ -139,15 +141,15 @@ def busy(pipe, s: SuiteSettings, log) -> dict:
 
 
 def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
-    """Time to first video of ``tools/generate_video.py`` in fresh processes: compile off; on with an empty compile
-    cache (Inductor's on-disk cache emptied too); on again with the artifacts the cold run wrote, Inductor's disk
-    cache emptied again so only the artifact file carries over."""
+    """Time to first video of ``tools/generate_video.py`` (its default schedule: full, 30 steps) in fresh processes:
+    compile off; on with an empty compile cache (Inductor's on-disk cache emptied too); on again with the artifacts
+    the cold run wrote, Inductor's disk cache emptied again so only the artifact file carries over."""
     root = Path(tempfile.mkdtemp(prefix="flexivid_ttfv_"))  # caches and videos stay out of the results folder
     cache = root / "compile_cache.bin"
-    base = [sys.executable, "tools/generate_video.py", "--checkpoint", s.checkpoint, "--quiet", "--steps", "30",
-            "--schedule", "interleaved:20:6"]
+    deadline = time.perf_counter() + timeout_s
+    base = [sys.executable, "tools/generate_video.py", "--checkpoint", s.checkpoint, "--quiet"]
     if s.smoke:
-        base[-4:] = ["--steps", "6", "--schedule", "interleaved:2:1"]
+        base += ["--steps", "6"]
     if s.text_cache:
         base += ["--text-cache", s.text_cache]
     if s.text_cache:
@@ -166,7 +168,8 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(base + extra + ["--prompt", prompt, "--output", str(root / f"video_{i}.gif")],
-                                  capture_output=True, text=True, env=env, timeout=max(timeout_s / 3, 10))
+                                  capture_output=True, text=True, env=env,
+                                  timeout=max(deadline - time.perf_counter(), 10))
         except subprocess.TimeoutExpired as e:
             proc = subprocess.CompletedProcess(e.cmd, "timeout", str(e.stdout or ""), f"timed out after {e.timeout} s")
         wall = time.perf_counter() - t0
@@ -180,20 +183,12 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
     return rows
 
 
-def kernels(s: SuiteSettings, log, left) -> dict:
-    """The kernel table of each case while at least a minute of the budget is left."""
-    from .kernels import kernel_markdown, run_cases
+def kernels(s: SuiteSettings, case: str, log) -> dict:
+    """The kernel table of one case (``eval.kernels.KERNEL_CASES``): compiled and graphed on the GPU."""
+    from .kernels import run_cases
 
-    runs = ("eager",) if s.smoke else ("compiled", "graphed")
-    rows, peak = [], None
-    for case in s.kernel_cases:
-        if left() < 60:
-            s.skipped.append(f"kernels {case}: less than 60 s of the time budget left")
-            continue
-        more, peak = run_cases([case], runs, s.kernel_repeats, log=log)
-        rows += more
-    return {"peak_tflops": peak, "rows": [asdict(r) for r in rows],
-            "markdown": kernel_markdown(rows, environment(), peak) if rows else ""}
+    rows, peak = run_cases([case], ("eager",) if s.smoke else ("compiled", "graphed"), s.kernel_repeats, log=log)
+    return {"peak_tflops": peak, "rows": [asdict(r) for r in rows]}
 
 
 def smoke_checkpoint(path: Path) -> str:
@@ -233,14 +228,18 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         compile_pipeline(pipe)
     pipe.sampling = s.sampling
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
-    sections = [("end_to_end", 1.0, lambda: end_to_end(pipe, s, log)),
-                ("graphed_vs_eager", 0.5, lambda: graphed_vs_eager(pipe, s, log)),
-                ("busy", 0.55, lambda: busy(pipe, s, log)),
-                ("first_video", 0.6, lambda: first_video(s, log, timeout_s=left() - 60)),
-                ("kernels", 0.8, lambda: kernels(s, log, left))]
-    for name, share, fn in sections:
-        if time.perf_counter() - start > share * s.budget_s:
-            s.skipped.append(f"{name}: the time budget ({s.budget_s:.0f} s) was {share:.0%} spent before it")
+    # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority
+    sections = [("end_to_end", 0, lambda: end_to_end(pipe, s, log)),
+                ("graphed_vs_eager", 20, lambda: graphed_vs_eager(pipe, s, log)),
+                ("busy", 30, lambda: busy(pipe, s, log)),
+                *[(f"kernels {c}", 90, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[:1]],
+                ("first_video", 100, lambda: first_video(s, log, timeout_s=left())),
+                *[(f"kernels {c}", 100, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[1:]]]
+    for name, need, fn in sections:
+        if s.sections and name.split()[0] not in s.sections:
+            continue
+        if left() < need:
+            s.skipped.append(f"{name}: {left():.0f} s of the {s.budget_s:.0f} s budget left, it needs ~{need} s")
             log(f"skipped {name}: time budget")
             continue
         try:
@@ -248,6 +247,12 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' numbers
             s.skipped.append(f"{name}: failed with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"section {name} failed: {e!r}")
+    kern = [result.pop(k) for k in list(result) if k.startswith("kernels ")]
+    if kern:
+        rows = [KernelRow(**r) for k in kern for r in k["rows"]]
+        peak = kern[0]["peak_tflops"]
+        result["kernels"] = {"peak_tflops": peak, "rows": [asdict(r) for r in rows],
+                             "markdown": kernel_markdown(rows, env, peak)}
     result["sampling"] = pipe._sampling_name()  # after the runs: names a capture failure if one happened
     result["skipped"] = s.skipped
     result["suite_s"] = time.perf_counter() - start
@@ -321,7 +326,7 @@ def report_markdown(r: dict) -> str:
                           f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
         lines.append("")
     if "first_video" in r:
-        lines += ["## Time to first video (`tools/generate_video.py`, fresh process each)", "",
+        lines += ["## Time to first video (`tools/generate_video.py`, default schedule, fresh process each)", "",
                   "In-process: from the script's start (imports included) to the first video in memory; process: "
                   "the whole command, interpreter start-up included.", "",
                   "| run | first video s | process s | exit |", "|---|---|---|---|"]
