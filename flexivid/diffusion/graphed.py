@@ -57,6 +57,8 @@ class StepGraphs:
 
     ``sample(x, sigmas, text, mask, steps_plan, scale)`` equals the eager loop
     ``for i, p in enumerate(steps_plan): x = x + (sigmas[i+1] - sigmas[i]) * guided_velocity(model, x, sigmas[i], ...)``.
+    A captured graph reads the model's weights where they were at capture: after moving, re-merging or replacing
+    them, build a new ``StepGraphs`` (in-place updates such as ``load_state_dict`` are seen).
     """
 
     def __init__(self, model: torch.nn.Module, backend: str | None = None, warmup: int = 2,
