@@ -73,11 +73,19 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
     base = s.schedules[0]
     for bs in s.batch_sizes:
         prompts = prompt_list(pipe.text_encoder, bs)
-        fns, gflops = {}, {}
-        for spec in s.schedules:
+        fns, gflops, failed = {}, {}, {}
+        for spec in s.schedules:  # the first call compiles and captures, and gives the schedule's FLOPs
             name, steps = split_steps(spec)
-            gflops[spec] = pipe.plan(prompts, steps=steps, schedule=name).flops[0] / 1e9
-            fns[spec] = lambda n=name, k=steps: pipe(prompts, schedule=n, steps=k, seed=0, progress=False)
+            fn = (lambda n=name, k=steps: pipe(prompts, schedule=n, steps=k, seed=0, progress=False))
+            try:
+                gflops[spec] = fn()[1]["gflops"][0]
+                fns[spec] = fn
+            except Exception as e:  # noqa: BLE001 - reported in the table, the other schedules still timed
+                failed[spec] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                log(f"batch {bs:2d} {spec:34s} FAILED: {failed[spec]}")
+        if base not in fns:
+            out[str(bs)] = [{"schedule": k, "flops_vs_base": None, "error": v} for k, v in failed.items()]
+            continue
 
         def eager_base(spec=base):
             pipe.sampling = "eager"
@@ -87,10 +95,9 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
                 pipe.sampling = s.sampling
         fns[f"{base} (eager loop)"] = eager_base
         gflops[f"{base} (eager loop)"] = gflops[base]
-        # the warm-up call compiles and captures; a schedule that fails there is reported, the rest still timed
-        timings = round_robin(fns, repeats=s.repeats, warmup=1, log=log, keep_going=True)
+        timings = round_robin(fns, repeats=s.repeats, warmup=1, log=None, keep_going=True)
         ref = timings[base].median
-        rows = []
+        rows = [{"schedule": k, "flops_vs_base": None, "error": v} for k, v in failed.items()]
         for spec, tm in timings.items():
             frac = gflops[spec] / gflops[base]
             if tm.error or ref is None:
@@ -289,7 +296,8 @@ def report_markdown(r: dict) -> str:
                   "|---|---|---|---|---|---|---|" + ("---|" if target else "")]
         for row in rows:
             if "error" in row:
-                lines.append(f"| {row['schedule']} | {row['flops_vs_base']:.3f} | failed: {row['error'][:120]} |")
+                frac = "-" if row["flops_vs_base"] is None else f"{row['flops_vs_base']:.3f}"
+                lines.append(f"| {row['schedule']} | {frac} | failed: {row['error'][:120]} |")
                 continue
             ok = "" if not target or "eager" in row["schedule"] or row["schedule"] == base else \
                 f" {_mark(row['efficiency'] >= target)} |"
@@ -321,7 +329,7 @@ def report_markdown(r: dict) -> str:
             lines += [f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
                       f"{_pct(x['busy_fraction'])} | {x['host_ops_ms']:.1f} | {x['kernels']} |" for x in rows]
         b1 = next((x for x in r["busy"].get("1", []) if x["schedule"] == base), None)
-        if b1 and b1["busy_fraction"] is not None:
+        if b1 and b1["busy_fraction"] is not None and env["cuda"]:
             lines += ["", f"`{base}` at batch 1 keeps the GPU busy {100 * b1['busy_fraction']:.0f}% of its wall-clock "
                           f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
         lines.append("")
