@@ -67,8 +67,9 @@ def prompt_list(text_encoder, n: int) -> list[str]:
     return [captions[i % len(captions)] for i in range(n)]
 
 
-def end_to_end(pipe, s: SuiteSettings, log) -> dict:
-    """Round-robin timing of every schedule (plus the eager loop for the baseline) at each batch size."""
+def end_to_end(pipe, s: SuiteSettings, log, done=None) -> dict:
+    """Round-robin timing of every schedule (plus the eager loop for the baseline) at each batch size; ``done(out)``
+    after each batch size (partial results)."""
     out = {}
     base = s.schedules[0]
     for bs in s.batch_sizes:
@@ -111,6 +112,8 @@ def end_to_end(pipe, s: SuiteSettings, log) -> dict:
             log(f"batch {bs:2d} {spec:34s} {tm.median * 1e3:9.1f} ms  FLOPs {frac:.3f}  speed-up {speedup:5.2f}x  "
                 f"efficiency {speedup * frac:.2f}")
         out[str(bs)] = rows
+        if done:
+            done(out)
     return out
 
 
@@ -236,12 +239,33 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
     pipe.sampling = s.sampling
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
     # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority
-    sections = [("end_to_end", 0, lambda: end_to_end(pipe, s, log)),
+    sections = [("end_to_end", 0, lambda: end_to_end(pipe, s, log, partial_e2e)),
                 ("graphed_vs_eager", 20, lambda: graphed_vs_eager(pipe, s, log)),
                 ("busy", 30, lambda: busy(pipe, s, log)),
                 *[(f"kernels {c}", 90, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[:1]],
                 ("first_video", 100, lambda: first_video(s, log, timeout_s=left())),
                 *[(f"kernels {c}", 100, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[1:]]]
+
+    def write(final: bool) -> str:
+        """speed.json / speed.md of everything so far: a run cut short keeps the sections it finished."""
+        report = dict(result)
+        kern = [report.pop(k) for k in list(report) if k.startswith("kernels ")]
+        if kern:
+            rows = [KernelRow(**r) for k in kern for r in k["rows"]]
+            report["kernels"] = {"peak_tflops": kern[0]["peak_tflops"], "rows": [asdict(r) for r in rows],
+                                 "markdown": kernel_markdown(rows, env, kern[0]["peak_tflops"])}
+        # the sampling actually used: names a capture failure if one happened
+        report.update(sampling=pipe._sampling_name(), skipped=list(s.skipped), complete=final,
+                      suite_s=time.perf_counter() - start)
+        md = report_markdown(report)
+        atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+        atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
+        return md
+
+    def partial_e2e(rows: dict) -> None:
+        result["end_to_end"] = rows
+        write(final=False)
+
     for name, need, fn in sections:
         if s.sections and name.split()[0] not in s.sections:
             continue
@@ -254,18 +278,8 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' numbers
             s.skipped.append(f"{name}: failed with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"section {name} failed: {e!r}")
-    kern = [result.pop(k) for k in list(result) if k.startswith("kernels ")]
-    if kern:
-        rows = [KernelRow(**r) for k in kern for r in k["rows"]]
-        peak = kern[0]["peak_tflops"]
-        result["kernels"] = {"peak_tflops": peak, "rows": [asdict(r) for r in rows],
-                             "markdown": kernel_markdown(rows, env, peak)}
-    result["sampling"] = pipe._sampling_name()  # after the runs: names a capture failure if one happened
-    result["skipped"] = s.skipped
-    result["suite_s"] = time.perf_counter() - start
-    md = report_markdown(result)
-    atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
-    atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
+        write(final=False)
+    md = write(final=True)
     log(md)
     return result
 
@@ -282,6 +296,7 @@ def report_markdown(r: dict) -> str:
     env, st = r["environment"], r["settings"]
     base = st["schedules"][0]
     lines = [f"# Speed suite: {env['device']}", "",
+             *([] if r.get("complete", True) else ["**Partial: the run stopped before its last section.**", ""]),
              f"torch {env['torch']}, CUDA {env['cuda']}, Python {env['python']}; checkpoint `{st['checkpoint']}`; "
              f"sampling: {r['sampling']}, compile {'on' if st['compile'] else 'off'}; {st['repeats']} round-robin "
              f"repeats after one warm-up, every schedule in one process; suite ran {r['suite_s']:.0f} s.", "",
