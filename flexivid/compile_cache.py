@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .eval.i3d import cache_dir
-from .models.serialization import atomic_write
+from .fileio import atomic_write
 
 # One compiled graph per (mode, batch shape): every mode at two batch sizes, both guidance layouts, with room.
 RECOMPILE_LIMIT = 64

@@ -1,22 +1,24 @@
 """tools/benchmark.py end to end on the CPU: a tiny model, two schedules, table + plot written; kernels mode."""
+import pytest
 import json
 
 import torch
 
-from flexivid.config import ModelConfig
+from flexivid.config import ModelConfig, TextConfig
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import flexify
-from flexivid.models.serialization import save_model
+from flexivid.models.modes import flexify, lora_specs
+from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
 from conftest import randomize_zero_init
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 
 def _tiny_export(path):
     torch.manual_seed(0)
     m = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384)))
-    flexify(m, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
-    save_model(m, path, extra={"text": {"encoder": "minilm", "max_length": 32}, "autoencoder": {"kind": "pixel"},
-                               "data": {"num_frames": 8, "height": 32, "width": 32, "fps": 8}})
+    flexify(m, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, 4))
+    save_model(m, path, ExportSpec(text=TextConfig(max_length=32), clip=ClipConfig(8, 32, 32, 8.0)))
     return path
 
 
@@ -25,7 +27,7 @@ def test_frontier_end_to_end(tmp_path):
 
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "bench"
-    rc = bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "weak_first:coarse_space:2",
+    rc = bench.main(["--checkpoint", str(ckpt), "--output", str(out), "--schedules", "full", "weak_first:coarse_space:2",
                      "--steps", "3", "--num-videos", "4", "--batch-sizes", "2", "--compile", "off", "--no-fvd",
                      "--repeats", "1", "--device", "cpu"])
     assert rc == 0
@@ -43,7 +45,7 @@ def test_frontier_end_to_end(tmp_path):
 def test_kernels_mode_writes_table(tmp_path):
     import tools.benchmark as bench
 
-    assert bench.main(["--kernels", "--cases", "tiny", "--runs", "eager", "graphed", "--repeats", "1", "--out",
+    assert bench.main(["--kernels", "--cases", "tiny", "--runs", "eager", "graphed", "--repeats", "1", "--output",
                        str(tmp_path)]) == 0
     data = json.loads((tmp_path / "kernels.json").read_text())
     rows = data["rows"]
@@ -87,12 +89,12 @@ def test_replot_rebuilds_table_and_plot_from_json(tmp_path):
                                                                 "custom order"]
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "bench"
-    assert bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "full@2", "--steps", "3",
+    assert bench.main(["--checkpoint", str(ckpt), "--output", str(out), "--schedules", "full", "full@2", "--steps", "3",
                        "--num-videos", "2", "--batch-sizes", "1", "--compile", "off", "--no-fvd", "--repeats", "1",
                        "--device", "cpu"]) == 0
     (out / "frontier.md").unlink()
     (out / "frontier.png").unlink()
-    assert bench.main(["--replot", "--out", str(out)]) == 0
+    assert bench.main(["--replot", "--output", str(out)]) == 0
     assert "| full@2 | fewer full steps |" in (out / "frontier.md").read_text()
     assert (out / "frontier.png").stat().st_size > 0
 
@@ -102,7 +104,7 @@ def test_profile_modes_lora_vs_merged(tmp_path):
 
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "prof"
-    assert prof.main(["--checkpoint", str(ckpt), "--out", str(out), "--batch", "1", "--compile", "off",
+    assert prof.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch", "1", "--compile", "off",
                       "--repeats", "1", "--top", "3"]) == 0
     data = json.loads((out / "profile_modes.json").read_text())
     rows = {(r["variant"], r["mode"]): r for r in data["rows"]}
@@ -113,4 +115,4 @@ def test_profile_modes_lora_vs_merged(tmp_path):
     assert rows[("merged", "coarse_time")]["flops_ratio"] < rows[("lora", "coarse_time")]["flops_ratio"]
     assert len(data["kernels"]["lora/coarse_space"]) == 4  # top 3 + the total
     assert "| merged | coarse_space |" in (out / "profile_modes.md").read_text()
-    assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--output", str(out)]) == 2

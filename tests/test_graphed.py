@@ -11,7 +11,7 @@ from flexivid.autoencoders import PixelAutoencoder
 from flexivid.config import ModelConfig
 from flexivid.diffusion.graphed import StepGraphs
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import flexify, merge_adapters
+from flexivid.models.modes import flexify, lora_specs
 from flexivid.pipeline import PipelineDefaults, VideoPipeline
 
 from conftest import randomize_zero_init
@@ -25,12 +25,12 @@ def _pipe(lora: bool = False, device="cpu", dtype=torch.float32):
     torch.manual_seed(0)
     if lora:  # the shipped layout: LoRA modes, merged into their own block stacks
         model = FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16))
-        flexify(model, dict(MODES), lora_rank=4)
+        flexify(model, lora_specs(dict(MODES), 4))
     else:
         model = FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16, modes=dict(MODES)))
     model = randomize_zero_init(model).to(device, dtype).requires_grad_(False)
     if lora:
-        merge_adapters(model)
+        model.mode_adapters.merge()
     return VideoPipeline(model, StubTextEncoder(), PixelAutoencoder(), PipelineDefaults(**{
         k: CLIP[k] for k in ("num_frames", "height", "width", "steps")}))
 
@@ -44,6 +44,7 @@ def _video(pipe, sampling, backend=None, **kw):
     return video
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["full", "interleaved:1:1", "weak_first:coarse_time:2"])
 @pytest.mark.parametrize("lora", [False, True])
 def test_traced_steps_equal_eager_bitwise(schedule, lora):
@@ -56,6 +57,7 @@ def test_traced_steps_equal_eager_bitwise(schedule, lora):
     assert len(pipe._graphs.buffers) == 1
 
 
+@pytest.mark.slow
 def test_compiled_step_stops_at_the_block_stack():
     """The step compiled around the block stack (``compile=``; Inductor on the GPU, the eager backend here) runs the
     same ops as the eager loop; the blocks stay outside its graphs."""
@@ -74,6 +76,7 @@ def test_compiled_step_stops_at_the_block_stack():
         StepGraphs(pipe.model, backend="trace", compile="eager")
 
 
+@pytest.mark.slow
 def test_no_guidance_and_mixed_modes():
     pipe = _pipe()
     eager = _video(pipe, "eager", schedule="full", guidance_scale=1.0)
@@ -86,6 +89,7 @@ def test_no_guidance_and_mixed_modes():
     assert not torch.equal(eager, _video(pipe, "eager", schedule="full"))  # the comparison can fail
 
 
+@pytest.mark.slow
 def test_traced_model_forward_has_no_host_sync():
     model = _pipe().model
     x = torch.randn(2, 3, 4, 16, 16)

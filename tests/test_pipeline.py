@@ -110,19 +110,33 @@ def test_budget_skips_modes_that_do_not_fit(pipe):
 def test_merged_adapters_match_peft_and_drop_adapter_flops():
     import copy
 
-    from flexivid.models.flexify import flexify, merge_adapters, mode_parameters
+    from flexivid.models.modes import flexify, lora_specs
 
     torch.manual_seed(0)
     base = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16)))
-    flex = flexify(base, dict(MODES), lora_rank=4)
+    flex = flexify(base, lora_specs(dict(MODES), 4))
     for mode in MODES:  # trained-like, non-zero adapters
-        for n, p in mode_parameters(flex, mode).items():
+        for n, p in flex.mode_adapters.parameters_of(mode).items():
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.05)
     merged = copy.deepcopy(flex)
-    merge_adapters(merged)
+    merged.mode_adapters.merge()
     kw = dict(CLIP, schedule="coarse_space:1,coarse_time:1,full:1", seed=3)
     runs = [VideoPipeline(m, StubTextEncoder(), PixelAutoencoder())(["a red circle"], **kw) for m in (flex, merged)]
     (v_peft, i_peft), (v_merged, i_merged) = runs
     assert torch.allclose(v_merged, v_peft, atol=1e-4)
     assert i_merged["flops_fraction"] < i_peft["flops_fraction"]  # the peft path's adapter matmuls are counted
+
+
+def test_precomputed_embeddings_and_shards(pipe):
+    prompts = ["a red ball", "blue sky", "c d e"]
+    video, info = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    tokens, mask = pipe.text_encoder.encode(prompts)
+    same, _ = pipe(prompt_embeds=tokens, prompt_mask=mask, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    assert torch.equal(same, video)
+    # a data-parallel process generates prompts i % world == rank, with their own seeds and the same schedule
+    part, pinfo = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, shard=(1, 2), **CLIP)
+    assert pinfo["indices"] == [1] and pinfo["seeds"] == [4] and pinfo["schedule"] == info["schedule"]
+    assert torch.allclose(part[0], video[1], atol=1e-5)
+    with pytest.raises(ValueError, match="prompt embeddings must be"):
+        pipe(prompt_embeds=tokens[..., :3], progress=False, **CLIP)

@@ -106,7 +106,7 @@ class StepGraphs:
         """One denoising step on the static buffers: ``x <- x + (t_next - t) * v_guided(x, t)`` in float32."""
         t = buf.sig[0].expand(buf.x.shape[0])  # (B,)
         v = self.velocity(buf.x.to(self.dtype), t, buf.text, buf.mask, plan, scale)
-        buf.x.copy_(buf.x + (buf.sig[1] - buf.sig[0]) * v)  # FlowEulerSampler.step's update
+        buf.x.copy_(buf.x + (buf.sig[1] - buf.sig[0]) * v)  # FlexiScheduler.step's update
 
     def _buffers(self, x, text, mask) -> tuple[tuple, _Buffers]:
         key = (tuple(x.shape), tuple(text.shape), text.dtype, x.device)

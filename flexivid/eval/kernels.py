@@ -25,6 +25,7 @@ from ..config import ModelConfig
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT, Mlp, apply_preset
 from ..models.flops import forward_flops
+from ..presets import preset_modes
 
 RUNS = ("eager", "compiled", "graphed")
 
@@ -224,9 +225,8 @@ KERNEL_CASES = {
 
 
 def weak_modes(base) -> dict:
-    """full + the two weak modes of a base patch: twice the patch in time, twice in space."""
-    pt, ph, pw = base
-    return {"full": tuple(base), "coarse_time": (2 * pt, ph, pw), "coarse_space": (pt, 2 * ph, 2 * pw)}
+    """full + the preset weak modes of a base patch."""
+    return {"full": tuple(base), **preset_modes(base)}
 
 
 def run_cases(cases, runs=RUNS, repeats: int = 10, log=print) -> tuple[list[KernelRow], float]:

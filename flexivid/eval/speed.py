@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..models.serialization import atomic_write
+from ..fileio import atomic_write
 from .kernels import KernelRow, kernel_markdown
 from .timing import busy_profile, environment, round_robin
 
@@ -203,18 +203,16 @@ def kernels(s: SuiteSettings, case: str, log) -> dict:
 
 def smoke_checkpoint(path: Path) -> str:
     """A tiny random flexified model exported like the shipped one (pixel space, MiniLM text): the CPU smoke size."""
-    from ..config import ModelConfig
+    from ..config import ModelConfig, TextConfig
     from ..models.dit import FlexiVideoDiT
-    from ..models.flexify import flexify
-    from ..models.serialization import save_model
+    from ..models.modes import flexify, lora_specs
+    from ..models.serialization import ClipConfig, ExportSpec, save_model
 
     if not (path / "config.json").is_file():
         torch.manual_seed(0)
         model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384))
-        flexify(model, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
-        save_model(model, path, extra={"text": {"encoder": "minilm", "max_length": 16},
-                                       "autoencoder": {"kind": "pixel"},
-                                       "data": {"num_frames": 4, "height": 16, "width": 16, "fps": 8}})
+        flexify(model, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, 4))
+        save_model(model, path, ExportSpec(text=TextConfig(max_length=16), clip=ClipConfig(4, 16, 16, 8.0)))
     return str(path)
 
 

@@ -41,14 +41,14 @@ if [ "$prepare" = 1 ]; then
 caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=16)); \
 print('\n'.join(caption_for(ds.attrs(i)) for i in range(16)))" > .gpu/speed_captions.txt
   "$py" tools/build_text_cache.py --config configs/pretrain_synthetic.yaml --captions .gpu/speed_captions.txt \
-    --out "$cache"
+    --output "$cache"
   exit 0
 fi
 
 out=${OUT:?set OUT to the output folder}
 mkdir -p "$out"
 if [ "$smoke" = 1 ]; then
-  "$py" tools/benchmark.py --suite speed --smoke --budget-s 1500 --out "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+  "$py" tools/benchmark.py --suite speed --smoke --budget-s 1500 --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
   exit "${PIPESTATUS[0]}"
 fi
 if [ ! -f "$cache" ]; then
@@ -58,5 +58,5 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
   | tee "$out/device.txt"
 "$py" tools/benchmark.py --suite speed --checkpoint "$ckpt" --text-cache "$cache" --budget-s "$budget" \
-  --out "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+  --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
 exit "${PIPESTATUS[0]}"
