@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from flexivid.eval.kernels import KERNEL_CASES, RUNS, kernel_markdown, run_cases
+from flexivid.eval.speed import SECTIONS
 from flexivid.eval.timing import environment
 
 
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
                          "kernel table in one run (--repeats, default 5 here; --cases; --text-cache)")
     ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
     ap.add_argument("--sections", nargs="+", default=None,
-                    choices=["end_to_end", "graphed_vs_eager", "busy", "kernels", "first_video"],
+                    choices=list(SECTIONS),
                     help="--suite speed: run only these sections (default: all, in priority order)")
     ap.add_argument("--budget-s", type=float, default=330.0, help="--suite speed: skip sections past this many seconds")
     a = ap.parse_args(argv)
