@@ -335,18 +335,24 @@ def report_markdown(r: dict) -> str:
                   "step from pure noise, so its difference is the velocity difference at step 0.", ""]
         lines += equivalence_markdown(eq) + [""]
     if "busy" in r:
+        timed = {(bs, x["schedule"]): x.get("median_ms") for bs, rows in r.get("end_to_end", {}).items() for x in rows}
         lines += ["## Where the time goes (torch.profiler, one call each)", "",
-                  "GPU busy = union of the kernel intervals; the rest of the wall-clock the GPU waited for the host. "
-                  "The profiler adds host work of its own, so busy % is a lower bound.", "",
-                  "| batch | schedule | wall ms | GPU busy ms | busy % | host op ms | kernels |",
+                  "GPU busy = union of the kernel intervals of one profiled call. The profiler adds host work per "
+                  "kernel, so its own wall-clock overstates the host's share; `busy / timed` divides the same GPU "
+                  "time by the unprofiled median of the end-to-end table.", "",
+                  "| batch | schedule | profiled wall ms | GPU busy ms | busy % (profiled) | busy / timed | kernels |",
                   "|---|---|---|---|---|---|---|"]
         for bs, rows in r["busy"].items():
-            lines += [f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
-                      f"{_pct(x['busy_fraction'])} | {x['host_ops_ms']:.1f} | {x['kernels']} |" for x in rows]
+            for x in rows:
+                t = timed.get((bs, x["schedule"]))
+                lines.append(f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
+                             f"{_pct(x['busy_fraction'])} | {_pct(x['gpu_busy_ms'] / t if t else None)} | "
+                             f"{x['kernels']} |")
         b1 = next((x for x in r["busy"].get("1", []) if x["schedule"] == base), None)
         if b1 and b1["busy_fraction"] is not None and env["cuda"]:
             lines += ["", f"`{base}` at batch 1 keeps the GPU busy {100 * b1['busy_fraction']:.0f}% of its wall-clock "
                           f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
+        lines += [""] + fixed_cost_lines(r.get("end_to_end", {}))
         lines.append("")
     if "first_video" in r:
         lines += ["## Time to first video (`tools/generate_video.py`, default schedule, fresh process each)", "",
@@ -363,6 +369,19 @@ def report_markdown(r: dict) -> str:
     if r["skipped"]:
         lines += ["## Skipped or failed", ""] + [f"- {x}" for x in r["skipped"]] + [""]
     return "\n".join(lines)
+
+
+def fixed_cost_lines(e2e: dict) -> list[str]:
+    """Per-call fixed cost and per-step cost of the full mode, fitted from full@30 and full@10 of the same run:
+    ``T(n) = F + n * S``. F (checking, FLOPs bookkeeping, noise, decode, copy back) weighs on short schedules."""
+    out = []
+    for bs, rows in e2e.items():
+        t = {x["schedule"]: x.get("median_ms") for x in rows}
+        if t.get("full@30") and t.get("full@10"):
+            step = (t["full@30"] - t["full@10"]) / 20
+            out.append(f"- batch {bs}: a full step costs {step:.2f} ms, the call around the steps "
+                       f"{t['full@30'] - 30 * step:.2f} ms (fit of full@30 and full@10).")
+    return out
 
 
 def kernel_verdicts(rows: list[dict]) -> str:
