@@ -12,7 +12,10 @@ for a budget or spec, set on a ``FlexiScheduler``) -> per batch: prepare latents
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,6 +71,10 @@ class VideoPipeline:
         self.text_encoder = text_encoder
         self.autoencoder = autoencoder
         self.defaults = defaults or PipelineDefaults()
+        # "auto": per-step CUDA graphs (diffusion.graphed) on CUDA, the eager loop elsewhere; "graphed" / "eager".
+        self.sampling = "auto"
+        self.compile_steps: str | None = None  # torch.compile backend of the graphed step (compile_cache sets it)
+        self._graphs = None
 
     @property
     def device(self) -> torch.device:
@@ -189,7 +196,11 @@ class VideoPipeline:
                              f"{tuple(tokens.shape)} (check the checkpoint's 'text' config)")
         if mask is None:
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
-        return tokens.to(self.device), mask.to(self.device).bool()
+        mask = mask.bool()
+        if not bool(mask.any(1).all()):  # checked once here: the model's forward does not sync to check it
+            raise ValueError("a prompt has no valid token (its prompt_mask row is all False); check the text "
+                             "encoder / text cache entry for that prompt")
+        return tokens.to(self.device), mask.to(self.device)
 
     def _recipe(self, schedule, compute, r: dict, text_lens: list[int], weak_to_strong: bool) -> PatchSchedule:
         """The patch schedule of a request: parsed from a spec, or the best one within a compute budget."""
@@ -217,8 +228,13 @@ class VideoPipeline:
     def prepare_latents(self, seeds: list[int], latent_shape) -> torch.Tensor:
         """Initial noise ``(B, C, T', H', W')`` float32 on the device, one CPU generator per seed (the same seed
         gives the same noise on every device); the sampler state stays float32."""
-        noise = [torch.randn(latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        return torch.stack(noise).to(self.device)
+        def draw(seed):
+            return torch.randn(latent_shape, generator=torch.Generator().manual_seed(seed))
+        if len(seeds) == 1:
+            return draw(seeds[0])[None].to(self.device)
+        # one generator per prompt is serial work: draw them side by side (torch releases the GIL while it samples)
+        with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
+            return torch.stack(list(pool.map(draw, seeds))).to(self.device)
 
     # ------------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -267,8 +283,10 @@ class VideoPipeline:
                                    guided=scale != 1.0, weak_to_strong=weak_to_strong)
         cost = (self.model.config, self.model.modes, r["latent_shape"])
         kw = self._flops_kw(scale, weak_to_strong)
-        fracs = [flops_fraction(sched, *cost, n, **kw) for n in text_lens]
-        flops = [schedule_flops(sched, *cost, n, **kw) for n in text_lens]
+        # per distinct prompt length (a batch has few), not per prompt: the bookkeeping is host time on every call
+        frac_of = {n: flops_fraction(sched, *cost, n, **kw) for n in set(text_lens)}
+        flops_of = {n: schedule_flops(sched, *cost, n, **kw) for n in set(text_lens)}
+        fracs, flops = [frac_of[n] for n in text_lens], [flops_of[n] for n in text_lens]
         rank, world = shard
         mine = list(range(rank, len(r["prompts"]), world))
         videos, bs = [], r["batch_size"]
@@ -292,13 +310,39 @@ class VideoPipeline:
             "weak_guidance_scale": s2_from_s1(scale) if "weak_to_strong" in kinds else None,
             "steps": sched.steps, "seeds": [r["seeds"][i] for i in mine], "num_frames": r["num_frames"],
             "height": r["height"], "width": r["width"], "latent_shape": list(r["latent_shape"]),
-            "wall_clock_s": time.perf_counter() - start,
+            "sampling": self._sampling_name(), "wall_clock_s": time.perf_counter() - start,
         }
         empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
         return (torch.cat(videos) if videos else empty), info
 
+    def _sampling_name(self) -> str:
+        if self._use_graphs():
+            return "graphed" + (f" (step compiled: {self.compile_steps})" if self.compile_steps else "")
+        failed = self._graphs.failed if self._graphs is not None else None
+        return f"eager (graph capture failed: {failed})" if failed else "eager"
+
+    def _use_graphs(self) -> bool:
+        """Whether this call samples through ``diffusion.graphed.StepGraphs`` (built on first use)."""
+        if self.sampling not in ("auto", "graphed", "eager"):
+            raise ValueError(f"unknown sampling {self.sampling!r}; allowed: auto, graphed, eager")
+        # a model compiled with mode="reduce-overhead" already runs its own CUDA graphs
+        use = self.sampling == "graphed" or (self.sampling == "auto" and self.device.type == "cuda"
+                                             and self.model._trunk is None)
+        if use and (self._graphs is None or self._graphs.model is not self.model):
+            from .diffusion.graphed import StepGraphs
+
+            self._graphs = StepGraphs(self.model, compile=self.compile_steps)
+        return use and self._graphs.failed is None
+
     def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
         """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step."""
+        if self._use_graphs():  # the whole loop as captured steps: one graph launch per step
+            from .diffusion.graphed import GraphCaptureError
+
+            try:
+                return self._graphs.sample(x, scheduler.sigmas, text, mask, scheduler.plans, scale)
+            except GraphCaptureError as e:  # named in info["sampling"]; this and later calls run eagerly
+                warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
         bar = tqdm(scheduler, desc=desc, disable=not progress, leave=False, total=len(scheduler))
         for t, plan in bar:
             bar.set_postfix(mode=plan.cond_mode if plan.guide_mode in (None, plan.cond_mode)

@@ -45,12 +45,30 @@ def test_frontier_end_to_end(tmp_path):
 def test_kernels_mode_writes_table(tmp_path):
     import tools.benchmark as bench
 
-    assert bench.main(["--kernels", "--cases", "tiny", "--compile", "off", "--repeats", "1", "--output",
+    assert bench.main(["--kernels", "--cases", "tiny", "--runs", "eager", "graphed", "--repeats", "1", "--output",
                        str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "kernels.json").read_text())["rows"]
-    assert {r["mode"] for r in rows} == {"full", "coarse_time", "coarse_space"}
+    data = json.loads((tmp_path / "kernels.json").read_text())
+    rows = data["rows"]
+    assert data["device"] and data["torch"] == torch.__version__
+    assert {r["mode"] for r in rows} == {"full", "coarse_time", "coarse_space", "plain"}
+    assert {r["run"] for r in rows} == {"eager"}  # graphed needs CUDA: skipped on the CPU
     full = next(r for r in rows if r["mode"] == "full")
     assert full["ratio_flops"] == 1.0 and all(r["tflops"] > 0 for r in rows)
+    assert "plain DiT stack" in (tmp_path / "kernels.md").read_text()
+
+
+def test_plain_stack_flops_match_torch_counter():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from flexivid.eval.kernels import PlainDiTStack
+
+    stack = PlainDiTStack(64, 2, 4, 4.0)
+    x, c = torch.randn(3, 40, 64), torch.randn(3, 64)
+    # the math backend runs attention as counted matmuls (the CPU flash kernel has no formula in the counter)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        stack(x, c)
+    assert PlainDiTStack.flops(64, 2, 4.0, 40, 3) == counter.get_total_flops()
 
 
 def test_default_sweep_has_every_family():

@@ -17,49 +17,39 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from flexivid.errors import OneLineParser, report_errors
-from flexivid.eval.kernels import kernel_table, matmul_peak_tflops
-from flexivid.presets import preset_modes
-
-# (preset, latent (C, T, H, W), base patch, batch): the reference DiT-XL trunk at 16x32x32 latents (4096 tokens) and
-# the FlexiDiT paper's video size (32x48x88 latent -> 33,792 tokens at (1,2,2)).
-KERNEL_CASES = {
-    "reference": ("reference", (4, 16, 32, 32), (1, 2, 2), 2),
-    "paper_video": ("paper_video", (4, 32, 48, 88), (1, 2, 2), 2),
-    "small": ("small", (3, 16, 64, 64), (1, 4, 4), 16),
-    "tiny": ("tiny", (3, 4, 16, 16), (1, 2, 2), 2),
-}
-
-
-def weak_modes(base):
-    return {"full": base, **preset_modes(base)}
+from flexivid.eval.kernels import KERNEL_CASES, RUNS, kernel_markdown, run_cases
+from flexivid.eval.speed import SECTIONS
+from flexivid.eval.timing import environment
 
 
 def run_kernels(a) -> int:
+    from flexivid.fileio import atomic_write
+
+    env = environment()
+    print(f"device: {env['device']}; torch {env['torch']}")
+    rows, peak = run_cases(a.cases, a.runs, a.repeats)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
-    peak = matmul_peak_tflops()
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"device: {dev}; measured bf16 matmul peak {peak:.1f} TFLOP/s")
-    rows = []
-    for name in a.cases:
-        preset, latent, base, batch = KERNEL_CASES[name]
-        compile_modes = (False, True) if a.compile == "both" else ((a.compile == "on"),)
-        rows += kernel_table(preset, latent, weak_modes(base), batch=batch, compile_modes=compile_modes,
-                             dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32, peak=peak,
-                             repeats=a.repeats)
-    lines = [f"device: {dev}; bf16 matmul peak {peak:.1f} TFLOP/s", "",
-             "| preset | mode | patch | tokens | batch | compile | ms / forward | TFLOP/s | % peak | time ratio | FLOPs ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.preset} | {r.mode} | {r.patch} | {r.tokens} | {r.batch} | {r.compiled} | {r.ms:.2f} | "
-                     f"{r.tflops:.1f} | {r.pct_peak:.1f} | {r.ratio_time:.3f} | {r.ratio_flops:.3f} |")
-    (out / "kernels.md").write_text("\n".join(lines) + "\n")
-    (out / "kernels.json").write_text(json.dumps({"device": dev, "peak_tflops": peak,
-                                                  "rows": [asdict(r) for r in rows]}, indent=2))
-    print("\n".join(lines))
+    md = kernel_markdown(rows, env, peak)
+    atomic_write(out / "kernels.md", lambda tmp: Path(tmp).write_text(md))
+    atomic_write(out / "kernels.json", lambda tmp: Path(tmp).write_text(json.dumps(
+        {**env, "peak_tflops": peak, "rows": [asdict(r) for r in rows]}, indent=2)))
+    print(md)
+    return 0
+
+
+def run_speed(a) -> int:
+    from flexivid.eval.speed import SMOKE_SCHEDULES, SCHEDULES, SuiteSettings, run_suite
+
+    smoke = a.smoke
+    settings = SuiteSettings(checkpoint=a.checkpoint, out_dir=a.output, text_cache=a.text_cache,
+                             schedules=tuple(a.schedules or (SMOKE_SCHEDULES if smoke else SCHEDULES)),
+                             batch_sizes=(1, 2) if smoke else tuple(a.batch_sizes), repeats=2 if smoke else a.repeats,
+                             compile=a.compile != "off" and not smoke, kernel_cases=("tiny",) if smoke else a.cases,
+                             kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke,
+                             sampling="graphed" if smoke else "auto", sections=tuple(a.sections or ()))
+    run_suite(settings)
     return 0
 
 
@@ -83,7 +73,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", action="store_true", help="per-mode kernel throughput instead of the frontier")
     ap.add_argument("--cases", nargs="+", default=["reference", "paper_video", "small"], choices=list(KERNEL_CASES))
     ap.add_argument("--output", default="runs/benchmark", help="output folder")
-    ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
+    ap.add_argument("--compile", default="both", choices=["off", "on", "both"], help="frontier: eager / compiled")
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS),
+                    help="kernels: eager, compiled (regional torch.compile), graphed (compiled + one CUDA graph)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
     ap.add_argument("--num-videos", type=int, default=256, help="videos per schedule for FVD / fidelity")
@@ -97,8 +89,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
+    ap.add_argument("--suite", choices=["speed"], default=None,
+                    help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
+                         "kernel table in one run (--repeats, default 5 here; --cases; --text-cache)")
+    ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
+    ap.add_argument("--sections", nargs="+", default=None,
+                    choices=list(SECTIONS),
+                    help="--suite speed: run only these sections (default: all, in priority order)")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="--suite speed: skip sections past this many seconds")
     a = ap.parse_args(argv)
-    return report_errors(run_kernels if a.kernels else run_frontier, a)
+    if a.suite and "--repeats" not in (argv if argv is not None else sys.argv[1:]):
+        a.repeats = 5
+    if a.suite and "--cases" not in (argv if argv is not None else sys.argv[1:]):
+        a.cases = ["reference", "paper_video"]
+    run = run_speed if a.suite == "speed" else run_kernels if a.kernels else run_frontier
+    return report_errors(run, a)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ import argparse
 import json
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
+
+START = time.perf_counter()  # time to first video counts from here (interpreter start-up excluded)
 
 
 DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
@@ -66,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compile", choices=("on", "off"), default=None,
+                   help="torch.compile the model's blocks (default: on for CUDA, off for the CPU)")
+    p.add_argument("--compile-cache", default=None,
+                   help="file of torch's compiled-kernel cache artifacts, loaded before compiling and written after "
+                        "(default $FLEXIVID_CACHE/compile/torch-<version>-<device>.bin; 'off': none)")
     p.add_argument("--unmerged-adapters", action="store_true",
                    help="run the weak modes' peft LoRAs as trained instead of per-mode merged weights (slower)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -157,6 +165,19 @@ def load_pipeline(args):
                                          merge_adapters=not args.unmerged_adapters), path
 
 
+def prepare_compile(args, pipe):
+    """Compile per --compile (default per device); returns the cache artifact file to write after, or None."""
+    from flexivid.compile_cache import compile_pipeline, default_cache_path, default_compile
+
+    args.compile = args.compile or ("on" if default_compile(pipe.device) else "off")
+    if args.compile == "off":
+        return None
+    cache = None if args.compile_cache == "off" else Path(args.compile_cache or default_cache_path(pipe.device))
+    loaded = compile_pipeline(pipe, cache)
+    print(f"compile: on (regional torch.compile); cache {cache or 'off'}{' loaded' if loaded else ''}")
+    return cache
+
+
 def run(args) -> int:
     from flexivid.errors import check_device
     from flexivid.fileio import atomic_write
@@ -169,6 +190,7 @@ def run(args) -> int:
     from flexivid.video_io import to_uint8, write_video
 
     pipe, checkpoint = load_pipeline(args)
+    cache = prepare_compile(args, pipe)
     d = pipe.defaults
     fps = d.fps if args.fps is None else args.fps
     height = d.height if args.height is None else args.height
@@ -183,6 +205,7 @@ def run(args) -> int:
                        guidance_scale=args.guidance_scale, schedule=args.schedule, compute=args.compute,
                        seed=args.seed, batch_size=args.batch_size, progress=not args.quiet, shift=args.shift,
                        weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
+    first = time.perf_counter() - START  # one call makes every video of this process: the first one is ready here
     print(f"{tag}schedule: {info['schedule']} ({info['order']}), FLOPs {info['flops_fraction']:.4f} of full")
     for j, i in enumerate(info["indices"]):
         write_video(paths[i], to_uint8(video[j]), fps=fps)
@@ -201,6 +224,12 @@ def run(args) -> int:
     if not info["indices"]:  # more processes than prompts
         print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
         return 0
+    if cache is not None:
+        from flexivid.compile_cache import save_artifacts
+
+        print(f"{tag}compile cache: wrote {save_artifacts(cache) / 1e6:.1f} MB to {cache}")
+    print(f"{tag}time to first video: {first:.2f} s (loading, compile {args.compile} and graph capture included; "
+          f"sampling {info['sampling']})")
     s2 = info["weak_guidance_scale"]
     weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
     print(f"{tag}schedule {info['schedule']} | FLOPs {info['flops_fraction']:.4f} of full{weak} | "

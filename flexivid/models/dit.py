@@ -287,11 +287,9 @@ class FlexiVideoDiT(nn.Module):
         if tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise ValueError(f"text_mask shape {tuple(text_mask.shape)} must match text tokens (B, L) = "
                              f"{tuple(text.shape[:2])}")
-        text_mask = text_mask.bool()
-        if not bool(text_mask.any(1).all()):
-            raise ValueError("every sample needs at least one valid text token (text_mask row all False); "
-                             "pass text=None for the unconditional branch")
-        return text.to(dtype), text_mask
+        # A row with no valid token is the caller's error (the pipeline checks it once per call): checking it here
+        # would read the mask back to the host on every forward, which no CUDA graph can capture.
+        return text.to(dtype), text_mask.bool()
 
     def _final(self, x, temb):
         """x (B, N, D), temb (B, 1 or N, D) -> normalised, modulated tokens ready for de-embedding."""

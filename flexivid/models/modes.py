@@ -181,7 +181,9 @@ class ModeAdapters:
         peft's ``set_adapter`` / ``enable_adapters`` also flip ``requires_grad``; the trainable set is restored so an
         optimizer built once keeps seeing the same parameters.
         """
-        if not self.lora_modes or self.active == mode:
+        # after merge() the host's blocks serve only modes without a LoRA (adapters off for good): nothing to switch,
+        # which keeps a traced or captured forward free of Python-side state changes
+        if not self.lora_modes or self.active == mode or self.merged:
             return
         from peft.tuners.lora import LoraLayer
 
@@ -227,6 +229,7 @@ class ModeAdapters:
             stack = copy.deepcopy(blocks).float()
             _fold_lora(stack, mode)
             merged[mode] = stack.to(dtype).requires_grad_(False).eval()
+        self.activate(FULL)
         self.merged = merged
 
 
