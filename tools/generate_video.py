@@ -27,7 +27,9 @@ schedules (--schedule; default full):
                            x/y: full for the last X conditional and last Y guidance steps
   interleaved:A:B          weak modes by cost (coarse_space, then coarse_time): A and B steps, then full
   MODE:N,MODE:N,...        any order, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum to --steps)
---compute F picks the schedule with the most FLOPs not above F x the all-full schedule (both guidance branches).
+--compute B picks the best measured schedule (steps, guidance) whose FLOPs are at most B x full@30, from the
+  calibration table tools/benchmark.py writes into the checkpoint folder; ties go to the cheaper schedule. With
+  --optimize latency the budget is measured time over full's instead. Without a table: full@floor(B x steps).
 """
 
 
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--compute", type=float, default=None, help="FLOPs budget as a fraction of full, e.g. 0.4")
     how.add_argument("--schedule", default=None, help="schedule preset or order string (see below)")
+    p.add_argument("--optimize", choices=("flops", "latency"), default="flops",
+                   help="with --compute: budget in FLOPs (default) or in measured time, both as a fraction of full")
     p.add_argument("--no-weak-guidance", action="store_true",
                    help="always guide with the unconditional branch (no weak-to-strong guidance)")
     p.add_argument("--output", default=None,
@@ -146,6 +150,22 @@ def load_pipeline(args):
                                          merge_adapters=not args.unmerged_adapters), path
 
 
+def pick_for_budget(args, pipe, checkpoint: str) -> tuple[str, int, float | None]:
+    """--compute: (schedule, steps, guidance scale) from the checkpoint's calibration table, or the fallback rule."""
+    from flexivid.calibration import load_calibration, pick
+
+    d = pipe.defaults
+    calibration = load_calibration(checkpoint) if Path(checkpoint).is_dir() else None
+    if calibration is not None and args.steps is not None and args.steps != calibration.reference_steps:
+        raise ValueError(f"--steps {args.steps} with --compute: the calibration table's budgets are fractions of "
+                         f"full@{calibration.reference_steps}; drop --steps (the table picks the steps)")
+    clip = (args.num_frames or d.num_frames, args.height or d.height, args.width or d.width)
+    choice = pick(args.compute, calibration, args.steps or d.steps, clip, args.optimize, args.batch_size)
+    print(choice.describe(args.compute))
+    guidance = args.guidance_scale if args.guidance_scale is not None else choice.guidance_scale
+    return choice.schedule, choice.steps, guidance
+
+
 def run(args) -> int:
     from flexivid.models.serialization import atomic_write
     from flexivid.video_io import to_uint8, write_video
@@ -157,11 +177,16 @@ def run(args) -> int:
     pipe, checkpoint = load_pipeline(args)
     d = pipe.defaults
     fps = args.fps or d.fps
-    kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
-              guidance_scale=args.guidance_scale, weak_to_strong=not args.no_weak_guidance)
+    schedule, steps, guidance = args.schedule, args.steps, args.guidance_scale
+    if args.compute is not None:
+        schedule, steps, guidance = pick_for_budget(args, pipe, checkpoint)
+    elif args.optimize != "flops":
+        raise ValueError("--optimize applies to --compute only; give a compute budget")
+    kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=steps,
+              guidance_scale=guidance, weak_to_strong=not args.no_weak_guidance)
     # Validate every prompt and the shape / schedule / budget before the first video is written, and fix one
     # schedule for all batches.
-    plan = pipe.plan(prompts, schedule=args.schedule, compute=args.compute, **kw)
+    plan = pipe.plan(prompts, schedule=schedule, **kw)
     if any(p.suffix.lower() == ".mp4" for p in paths) and (plan.height % 2 or plan.width % 2):
         raise ValueError(f"mp4 needs an even height and width, got {plan.height}x{plan.width}; use .gif or .png")
     rank, _, world = shard()

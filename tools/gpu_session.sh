@@ -97,9 +97,9 @@ case "$stage" in
     # The frontier first (it rewrites its files after each timing pass, so a stop at FRONTIER_S keeps what ran), then
     # the kernel table if KERNEL_ARGS is set.
     ckpt=${CKPT:-runs/release/flexivid-small}
-    timeout "${FRONTIER_S:-540}" python3 tools/benchmark.py --checkpoint "$ckpt" --out runs/bench/frontier \
+    timeout "${FRONTIER_S:-540}" python3 tools/benchmark.py --checkpoint "$ckpt" --output runs/bench/frontier \
       --text-cache runs/text_cache/minilm_synthetic.safetensors ${BENCH_ARGS:-} 2>&1 | tail -n 40
-    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/bench/kernels $KERNEL_ARGS 2>&1 | tail -n 30
+    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --output runs/bench/kernels $KERNEL_ARGS 2>&1 | tail -n 30
     pack runs/bench bench
     ;;
   multi)
@@ -112,7 +112,7 @@ case "$stage" in
       bash tools/multigpu_scaling.sh runs/multi/distill 2>&1 | tail -n 30
     dp_generation "$base" runs/multi
     [ "${GPU_CHECK:-1}" = 1 ] && python3 tools/gpu_check.py --out runs/multi/gpu_check.json 2>&1 | tail -n 12
-    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out runs/multi/kernels $KERNEL_ARGS 2>&1 | tail -n 30
+    [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --output runs/multi/kernels $KERNEL_ARGS 2>&1 | tail -n 30
     pack runs/multi multi
     ;;
   release)
@@ -132,12 +132,12 @@ sort_keys=False)" $w || exit 1
     frontier() {
       while ! ls .gpu/cache/i3d_*.safetensors >/dev/null 2>&1; do sleep 5; done
       CUDA_VISIBLE_DEVICES=0 timeout "${FRONTIER_S:-900}" python3 tools/benchmark.py --checkpoint $w/flexivid-small \
-        --out $w/bench/frontier --text-cache runs/text_cache/minilm_synthetic.safetensors ${BENCH_ARGS:-} \
+        --output $w/bench/frontier --text-cache runs/text_cache/minilm_synthetic.safetensors ${BENCH_ARGS:-} \
         > $w/logs/frontier.log 2>&1
     }
     side_jobs() {
       export CUDA_VISIBLE_DEVICES=$side
-      [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --out $w/bench/kernels $KERNEL_ARGS \
+      [ -n "${KERNEL_ARGS:-}" ] && python3 tools/benchmark.py --kernels --output $w/bench/kernels $KERNEL_ARGS \
         > $w/logs/kernels.log 2>&1
       python3 tools/gpu_check.py --out $w/bench/gpu_check.json > $w/logs/gpu_check.log 2>&1
       # the distillation's last (all-GPU) checkpoint, continued on 1 GPU (the per-rank RNG fix)
