@@ -134,7 +134,9 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
 @pytest.mark.parametrize("extra, match", [
     (["--num-frames", "3", "--schedule", "interleaved:1:1"], "num_frames=3 is not divisible by 2"),
     (["--height", "18", "--schedule", "coarse_space:1,full:2"], "height=18 is not divisible by 4"),
-    (["--compute", "0.01"], "below the cheapest schedule"),
+    (["--compute", "0.01"], "below one full step of 3"),
+    (["--compute", "1.5"], "fraction of full in (0, 1]"),
+    (["--schedule", "full", "--optimize", "latency"], "--optimize applies to --compute only"),
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
     (["--prompt", ""], "prompt 0 is empty"),

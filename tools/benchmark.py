@@ -89,7 +89,8 @@ def run_frontier(a) -> int:
         schedules=a.schedules, guidance_scale=a.guidance_scale, cfg_scales=tuple(a.cfg_scales), quality=a.quality,
         batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
         fvd_real=a.fvd_real, i3d_weights=a.i3d_weights, text_cache=a.text_cache, device=a.device, seed=a.seed,
-        gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters, calibration=not a.no_calibration)
+        gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters, calibration=not a.no_calibration,
+        time_limit=a.time_limit)
     run(settings)
     return 0
 
@@ -130,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
+    ap.add_argument("--time-limit", type=float, default=0.0,
+                    help="seconds for the whole frontier (0: none); the screen stops at 40%%, the front line at 80%%")
     ap.add_argument("--no-calibration", action="store_true",
                     help="do not write calibration.json into the checkpoint folder")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <output>/frontier.json")

@@ -66,6 +66,7 @@ class FrontierSettings:
     gen_batch: int = 128
     merge_adapters: bool = True
     calibration: bool = True  # write calibration.json into the checkpoint folder
+    time_limit: float = 0.0  # seconds for the whole run (0: none): the screen stops at 40%, the front line at 80%
 
 
 @dataclass
@@ -112,6 +113,8 @@ class Frontier:
 
     def __init__(self, s: FrontierSettings, log=print, detector=None):
         self.s, self.log = s, log
+        self.t_start = time.perf_counter()
+        self.truncated: list[str] = []  # what the time limit cut, reported in frontier.json / .md
         device = None if s.device == "auto" else s.device
         text_encoder = None
         if s.text_cache:  # GPU machines without the text model read precomputed prompt embeddings
@@ -144,10 +147,21 @@ class Frontier:
             self.detector = (detector.to(self.pipe.device).eval() if detector is not None else
                              load_i3d(self.pipe.device, weights=s.i3d_weights))
 
+    def over(self, share: float, what: str) -> bool:
+        """True (and ``what`` recorded once) when ``share`` of the time limit has passed."""
+        late = self.s.time_limit > 0 and time.perf_counter() - self.t_start > share * self.s.time_limit
+        if late and what not in self.truncated:
+            self.truncated.append(what)
+            self.log(f"time limit: {what}")
+        return late
+
     def flops(self, c: Candidate) -> float:
         """Fraction of full@reference FLOPs (largest over the prompts' text lengths)."""
-        plan = self.pipe.plan(self.captions[:self.s.prompts], steps=c.steps, schedule=c.spec,
-                              guidance_scale=self._scale(c))
+        if not hasattr(self, "_by_length"):  # FLOPs depend on the caption only through its token count
+            _, mask = self.pipe.text_encoder.encode(self.captions)
+            lengths = {int(n): cap for n, cap in zip(mask.sum(1).tolist(), self.captions)}
+            self._by_length = list(lengths.values())
+        plan = self.pipe.plan(self._by_length, steps=c.steps, schedule=c.spec, guidance_scale=self._scale(c))
         return max(plan.flops_fractions) * c.steps / self.s.steps
 
     def _scale(self, c: Candidate) -> float:
@@ -240,19 +254,22 @@ class Frontier:
 
 
 def screen(fr: Frontier, log=print) -> list[Measured]:
-    """Coarse grid, then one refinement round around the Pareto front, on the screen prompts x 1 seed."""
+    """Coarse grid (fewest steps first), then one refinement round around the Pareto front, on the screen prompts x
+    1 seed; stops early at 40% of the time limit."""
     s = fr.s
     modes = fr.pipe.model.modes
     grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
     done: dict[Candidate, Measured] = {}
     for c in grid:
+        if fr.over(0.4, f"screen stopped after {len(done)} of {len(grid)} grid candidates"):
+            break
         done[c] = fr.measure(c, s.screen_prompts, 1)
     if s.refine:
         rows = list(done.values())
         q = [float(np.nanmean(m.scores[s.quality])) for m in rows]
         for i in pareto_front([m.flops for m in rows], q, QUALITY[s.quality]):
             for c in neighbours(rows[i].candidate, modes, s.steps):
-                if c not in done:
+                if c not in done and not fr.over(0.4, "refinement stopped"):
                     done[c] = fr.measure(c, s.screen_prompts, 1)
     log(f"screened {len(done)} candidates")
     return list(done.values())
@@ -275,7 +292,6 @@ def run_frontier(s: FrontierSettings, log=print, detector=None) -> dict:
 
     if s.quality not in QUALITY:
         raise ValueError(f"quality '{s.quality}' unknown; use one of {', '.join(QUALITY)}")
-    t_start = time.perf_counter()
     fr = Frontier(s, log, detector)
     screened: list[Measured] = []
     if s.schedules:
@@ -293,15 +309,17 @@ def run_frontier(s: FrontierSettings, log=print, detector=None) -> dict:
             flexi = [c for c in final_cands if c.spec != "full"]
             final_cands = [c for c in final_cands if c.spec == "full"] + sweep_guidance(fr, flexi, by_c)
     log(f"front line: {', '.join(c.label for c in final_cands)}")
-    final = [fr.measure(c, s.prompts, s.seeds, fvd=s.fvd) for c in final_cands]
-    fvd_extra = None
-    if s.fvd and fr.detector is not None:
-        fvd_extra = real_sets(fr, s.prompts * s.seeds)
-    report = summarize(s, fr, screened, final, fvd_extra)
-    write_outputs(report, s, final, fr)  # quality first: a run stopped during timing keeps it
-    fr.time_rows(final)
-    report = summarize(s, fr, screened, final, fvd_extra)
-    report["wall_clock_s"] = time.perf_counter() - t_start
+    real = real_sets(fr, s.prompts * s.seeds) if s.fvd and fr.detector is not None else None
+    final: list[Measured] = []
+    for c in final_cands:  # the table is rewritten after every row: a run stopped at its limit keeps what ran
+        if fr.over(0.8, f"front line stopped after {len(final)} of {len(final_cands)} schedules"):
+            break
+        final.append(fr.measure(c, s.prompts, s.seeds, fvd=s.fvd))
+        write_outputs(summarize(s, fr, screened, final, real), s, final, fr)
+    if not fr.over(0.9, "timing skipped"):
+        fr.time_rows(final)
+    report = summarize(s, fr, screened, final, real)
+    report["wall_clock_s"] = time.perf_counter() - fr.t_start
     write_outputs(report, s, final, fr)
     log(f"frontier done in {report['wall_clock_s']:.0f} s -> {s.output}")
     return report

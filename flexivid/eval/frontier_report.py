@@ -109,7 +109,7 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
         r["front"] = i in front
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() and fr.cuda else "CPU"
     report = {"device": dev, "settings": asdict(s), "clip": list(fr.clip), "quality": s.quality,
-              "higher_is_better": hib, "rows": rows, "screen": screen}
+              "higher_is_better": hib, "rows": rows, "screen": screen, "truncated": list(fr.truncated)}
     if real is not None and reference is not None:
         report["fvd_check"] = fvd_check(real, reference, s.prompts * s.seeds)
     report["headline"] = headline(rows, s)

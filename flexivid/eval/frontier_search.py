@@ -176,5 +176,5 @@ def front_line(rows: list[dict], reference: int, max_front: int, budgets=(0.25, 
         picks.append(flexi[i]["candidate"])
     picks = list(dict.fromkeys(picks))[:max_front]
     flops = {r["candidate"]: r["flops"] for r in rows}
-    baselines = [baseline_for(flops[c], reference) for c in picks]
-    return list(dict.fromkeys([Candidate(FULL, reference), *picks, *baselines]))
+    paired = [x for c in picks for x in (c, baseline_for(flops[c], reference))]  # each pick beside its baseline
+    return list(dict.fromkeys([Candidate(FULL, reference), *paired]))

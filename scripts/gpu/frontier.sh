@@ -79,7 +79,7 @@ else
 fi
 status=0
 timeout --signal=INT "$limit" $py tools/benchmark.py --checkpoint "$work/ckpt" --text-cache "$cache" \
-  --output "$OUT" "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 | tee "$OUT/frontier.log" || status=$?
+  --output "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 | tee "$OUT/frontier.log" || status=$?
 # Quality is written before timing starts, so a run stopped at the limit still leaves the table of what ran.
 [ -f "$work/ckpt/calibration.json" ] && cp "$work/ckpt/calibration.json" "$OUT/"
 ls -la "$OUT"
