@@ -99,7 +99,8 @@ def test_kernels_mode_writes_table(tmp_path):
     assert full["tokens"] == 4 * space["tokens"]  # (1,2,2) -> (1,4,4) patches: a quarter of the tokens
     # TFLOP/s is the model's FLOPs count over the measured time of each row, and the FLOPs ratio that count's ratio
     cfg, latent = MC(preset="tiny", in_channels=3), (3, 4, 16, 16)
-    flops = {m: forward_flops(cfg, p, latent, 32, batch=2) for m, p in (("full", (1, 2, 2)), ("coarse_space", (1, 4, 4)))}
+    patches = {"full": (1, 2, 2), "coarse_space": (1, 4, 4)}
+    flops = {m: forward_flops(cfg, p, latent, 32, batch=2) for m, p in patches.items()}
     for r, m in ((full, "full"), (space, "coarse_space")):
         assert r["tflops"] == pytest.approx(flops[m] / (r["ms"] / 1e3) / 1e12, rel=1e-6)
     assert space["ratio_flops"] == pytest.approx(flops["coarse_space"] / flops["full"], rel=1e-9)
@@ -122,3 +123,22 @@ def test_profile_modes_lora_vs_merged(tmp_path):
     assert len(data["kernels"]["lora/coarse_space"]) == 4  # top 3 + the total
     assert "| merged | coarse_space |" in (out / "profile_modes.md").read_text()
     assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--checkpoint", "{tmp}/missing"], "no exported model there"),
+    (["--step-grid", "6", "40"], "--step-grid values must be in 1..--steps (30)"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--replot", "--output", "{tmp}/empty"], "frontier.json not found"),
+])
+def test_frontier_bad_input_is_one_line(tmp_path, capsys, extra, match):
+    import tools.benchmark as bench
+
+    ckpt = tmp_path / "model"
+    (ckpt).mkdir()
+    (ckpt / "config.json").write_text("{}")
+    args = ["--checkpoint", str(ckpt), "--output", str(tmp_path / "out")] + [e.format(tmp=tmp_path) for e in extra]
+    assert bench.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and match in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

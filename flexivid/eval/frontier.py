@@ -47,8 +47,8 @@ class FrontierSettings:
     step_grid: tuple[int, ...] = STEP_GRID
     prompts: int = 256  # held-out test prompts of the front-line evaluation
     seeds: int = 3
-    screen_prompts: int = 48  # prompts (1 seed) of the screen
-    max_front: int = 6  # FlexiDiT schedules taken to the front line
+    screen_prompts: int = 32  # prompts (1 seed) of the screen
+    max_front: int = 4  # FlexiDiT schedules taken to the front line
     refine: bool = True
     schedules: list[str] | None = None  # labels SPEC[@N][/cfgS]: skip the search, evaluate these
     guidance_scale: float = 4.0
@@ -59,11 +59,12 @@ class FrontierSettings:
     timing_repeats: int = 3
     fvd: bool = True
     fvd_real: int = 2048
+    fvd_resamples: int = 200  # bootstrap draws per FVD interval
     i3d_weights: str | None = None  # a carried I3D safetensors file; None: the i3d cache
     text_cache: str | None = None
     device: str = "auto"
     seed: int = 0
-    gen_batch: int = 128
+    gen_batch: int = 256
     merge_adapters: bool = True
     calibration: bool = True  # write calibration.json into the checkpoint folder
     time_limit: float = 0.0  # seconds for the whole run (0: none): the screen stops at 40%, the front line at 80%
@@ -80,6 +81,7 @@ class Measured:
     samples: torch.Tensor | None = None  # a few clips for samples.gif
     seconds: float = 0.0
     timings: dict[str, float | None] = field(default_factory=dict)
+    fvd: dict | None = None  # FVD statistics, computed once
 
 
 def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[dict], threads: int) -> dict:

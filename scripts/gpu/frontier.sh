@@ -73,7 +73,7 @@ save_model(VideoPipeline.random(device='cpu').model, sys.argv[1], extra={'text':
            'autoencoder': {'kind': 'pixel'}, 'data': {'num_frames': 16, 'height': 16, 'width': 16, 'fps': 8}})
 " "$work/ckpt"
   size=(--steps 2 --step-grid 2 --prompts 2 --seeds 2 --screen-prompts 2 --max-front 1 --batch-sizes 1 2
-        --repeats 1 --fvd-real 8 --gen-batch 8 --device cpu)
+        --repeats 1 --fvd-real 8 --fvd-resamples 20 --gen-batch 8 --device cpu)
 else
   size=()  # the defaults: steps 30, grid 6..30, 256 prompts x 3 seeds, screen 64 prompts, batch 1 and 16
 fi
