@@ -27,6 +27,7 @@ import torch
 
 from ..config import DataConfig
 from ..data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for, plan_path, render_clip
+from ..diffusion.schedules import flops_fraction, parse_schedule
 from ..pipeline import VideoPipeline
 from .fidelity import measure_attributes
 from .frames import psnr, ssim
@@ -158,13 +159,19 @@ class Frontier:
         return late
 
     def flops(self, c: Candidate) -> float:
-        """Fraction of full@reference FLOPs (largest over the prompts' text lengths)."""
-        if not hasattr(self, "_by_length"):  # FLOPs depend on the caption only through its token count
+        """Fraction of full@reference FLOPs, the largest over the prompts' token counts (``diffusion.schedules``)."""
+        if not hasattr(self, "_lengths"):  # FLOPs depend on a caption only through its token count
             _, mask = self.pipe.text_encoder.encode(self.captions)
-            lengths = {int(n): cap for n, cap in zip(mask.sum(1).tolist(), self.captions)}
-            self._by_length = list(lengths.values())
-        plan = self.pipe.plan(self._by_length, steps=c.steps, schedule=c.spec, guidance_scale=self._scale(c))
-        return max(plan.flops_fractions) * c.steps / self.s.steps
+            self._lengths = sorted({int(n) for n in mask.sum(1)})
+            ae, (t, h, w) = self.pipe.autoencoder, self.clip
+            self._latent = (ae.latent_channels, t // ae.temporal_factor, h // ae.spatial_factor, w // ae.spatial_factor)
+        model = self.pipe.model
+        # merged LoRA stacks run plain linears: adapter FLOPs count only on the peft path
+        rank = 0 if self.s.merge_adapters else int(getattr(model, "lora_rank", 0) or 0)
+        kw = dict(lora_rank=rank, guidance=self._scale(c) != 1.0)
+        sched = parse_schedule(c.spec, c.steps, model.modes)
+        return max(flops_fraction(sched, model.config, model.modes, self._latent, n, **kw)
+                   for n in self._lengths) * c.steps / self.s.steps
 
     def _scale(self, c: Candidate) -> float:
         return self.s.guidance_scale if c.guidance is None else c.guidance
