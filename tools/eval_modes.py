@@ -22,9 +22,16 @@ def main(argv=None) -> int:
     ap.add_argument("--num-clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON file for the result")
+    ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (machines without MiniLM)")
     a = ap.parse_args(argv)
     try:
-        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
+        text_encoder = None
+        if a.text_cache:
+            from flexivid.text import CachedTextEncoder
+
+            text_encoder = CachedTextEncoder(a.text_cache)
+        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False,  # adapters as trained
+                                             text_encoder=text_encoder)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@
 # Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default .gpu/text_cache...),
 # --i3d FILE (default .gpu/i3d_fp16.safetensors; --no-fvd without it), --limit SECONDS (default 470), and anything
 # after -- goes to tools/benchmark.py. Writes under $OUT: frontier.json, frontier.md, frontier.png, samples.gif,
-# calibration.json and frontier.log (6 files, well under 16 MiB each).
+# calibration.json, frontier.log and eval_modes.json (7 files, well under 16 MiB each).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -77,10 +77,22 @@ save_model(VideoPipeline.random(device='cpu').model, sys.argv[1], extra={'text':
 else
   size=()  # the defaults: steps 30, grid 6..30, 256 prompts x 3 seeds, screen 64 prompts, batch 1 and 16
 fi
+# Beside it, on 4 CPU threads: the held-out weak-vs-full MSE of the checkpoint (tools/eval_modes.py is CPU-only)
+# that docs/results.md quotes; $OUT/eval_modes.json is its raw file.
+modes_pid=""
+if [ "$smoke" = 0 ]; then
+  OMP_NUM_THREADS=4 timeout "$limit" $py tools/eval_modes.py --checkpoint "$ckpt" --num-clips 16 \
+    --text-cache "$cache" --output "$OUT/eval_modes.json" > "$work/eval_modes.log" 2>&1 &
+  modes_pid=$!
+fi
 status=0
 timeout --signal=INT "$limit" $py tools/benchmark.py --checkpoint "$work/ckpt" --text-cache "$cache" \
   --output "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 | tee "$OUT/frontier.log" || status=$?
 # Quality is written before timing starts, so a run stopped at the limit still leaves the table of what ran.
 [ -f "$work/ckpt/calibration.json" ] && cp "$work/ckpt/calibration.json" "$OUT/"
+if [ -n "$modes_pid" ]; then
+  wait "$modes_pid" || echo "warning: tools/eval_modes.py did not finish (see below)" >&2
+  cat "$work/eval_modes.log" | tee -a "$OUT/frontier.log"
+fi
 ls -la "$OUT"
 exit "$status"
