@@ -142,3 +142,18 @@ def test_frontier_bad_input_is_one_line(tmp_path, capsys, extra, match):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and match in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_time_limit_cuts_stages_and_records_what_it_cut():
+    import time
+
+    from flexivid.eval.frontier import Frontier, FrontierSettings
+
+    fr = Frontier.__new__(Frontier)  # only the clock: no model needed
+    fr.s, fr.log, fr.truncated = FrontierSettings(checkpoint="unused", time_limit=10.0), (lambda *_: None), []
+    fr.t_start = time.perf_counter() - 5.0  # half the limit spent
+    assert not fr.over(0.8, "front line stopped")
+    assert fr.over(0.4, "screen stopped") and fr.over(0.4, "screen stopped")
+    assert fr.truncated == ["screen stopped"]  # recorded once, reported in frontier.json / .md
+    fr.s.time_limit = 0.0  # no limit
+    assert not fr.over(0.0, "never")
