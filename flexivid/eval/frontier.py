@@ -60,7 +60,7 @@ class FrontierSettings:
     timing_repeats: int = 3
     fvd: bool = True
     fvd_real: int = 2048
-    fvd_resamples: int = 200  # bootstrap draws per FVD interval
+    fvd_resamples: int = 100  # bootstrap draws per FVD interval
     i3d_weights: str | None = None  # a carried I3D safetensors file; None: the i3d cache
     text_cache: str | None = None
     device: str = "auto"
