@@ -1,4 +1,5 @@
-# flexivid: `make demo` generates a video with the shipped model; `make test` runs the test suite.
+# flexivid: `make demo` generates a video with the shipped model; `make test` runs every test, `make test-fast` the
+# unit tests (no `slow` or `gpu` marker, under a minute).
 # Both set up a local venv on a fresh machine first (CPU torch 2.13.0 is installed BEFORE the package so pip never
 # resolves a multi-GB CUDA build; see README "Install").
 VENV ?= .venv
@@ -9,7 +10,7 @@ PROMPT ?= a large red circle moves right slowly on a dark blue background
 # for 30, one seed and no interval: a point estimate, not a measured tie)
 DEMO_STEPS ?= 16
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 $(STAMP): setup.py
 	python3 -m venv $(VENV)
@@ -23,6 +24,9 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu" tests
 
 demo: $(STAMP)
 	$(PY) tools/generate_video.py --prompt "$(PROMPT)" --steps $(DEMO_STEPS) --output outputs/demo.mp4

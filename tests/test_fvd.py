@@ -144,6 +144,7 @@ def test_dataset_source_with_stride():
         compute_fvd("synthetic:train:colour=red", clips(), cfg, detector=det)
 
 
+@pytest.mark.slow  # the real I3D on real clips
 def test_end_to_end_with_the_real_i3d(tmp_path):
     """Default detector on uint8 npz input: the FVD is the Frechet distance of the I3D logits of the clips mapped to
     [-1, 1] and resized whole-frame to 224 bilinear, computed here independently (a wrong range, resize or detector

@@ -166,9 +166,7 @@ class Frontier:
             ae, (t, h, w) = self.pipe.autoencoder, self.clip
             self._latent = (ae.latent_channels, t // ae.temporal_factor, h // ae.spatial_factor, w // ae.spatial_factor)
         model = self.pipe.model
-        # merged LoRA stacks run plain linears: adapter FLOPs count only on the peft path
-        rank = 0 if self.s.merge_adapters else int(getattr(model, "lora_rank", 0) or 0)
-        kw = dict(lora_rank=rank, guidance=self._scale(c) != 1.0)
+        kw = self.pipe._flops_kw(self._scale(c), weak_to_strong=True)  # the pipeline's own FLOPs accounting
         sched = parse_schedule(c.spec, c.steps, model.modes)
         return max(flops_fraction(sched, model.config, model.modes, self._latent, n, **kw)
                    for n in self._lengths) * c.steps / self.s.steps

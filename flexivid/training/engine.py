@@ -17,9 +17,8 @@ mode of a step is drawn from ``distill.mode_weights`` with a (seed, step)-derive
 per step, ``full`` included.
 
 All randomness is derived from (seed, step, rank), see ``batches``; checkpoints (``checkpoint``) hold DeepSpeed's
-state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels: an
-H100 bf16 run resumed and a fresh one both differ from another fresh run by ~5e-13). Every checkpoint also
-refreshes ``<out_dir>/export``.
+state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels; see
+docs/results.md). Every checkpoint also refreshes ``<out_dir>/export``.
 
 Resuming on a different number of ranks converts the checkpoint to a DeepSpeed universal checkpoint first, which
 restores weights, Adam moments, LR schedule, EMA and step; the global batch follows the new rank count
@@ -40,11 +39,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict
+from ..launcher import launch_env
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
 from .batches import StepSampler, collate, step_generator, step_mode
-from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint, saved_world_size, to_universal
+from .checkpoint import export_ema, export_spec, load_checkpoint, save_checkpoint, saved_world_size, to_universal
 from .deepspeed_config import resolve_precision, zero_stage
 from .ema import EMA
 from .losses import DiffusionObjective
@@ -58,17 +58,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)``; a plain ``python`` run gets single-process rendezvous defaults.
+def distributed_env() -> None:
+    """Single-process rendezvous defaults for a plain ``python`` run (a launcher sets its own).
 
     DeepSpeed needs all five variables, or it falls back to MPI discovery (``No module named 'mpi4py'``).
     """
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, local_rank, world = launch_env()
+    for key, value in (("RANK", rank), ("LOCAL_RANK", local_rank), ("WORLD_SIZE", world),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, str(value))
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(_free_port())
 
 
 def _init_deepspeed(device: torch.device):
@@ -103,14 +103,15 @@ class Trainer:
 
     def __init__(self, cfg: Config, config_path: str, resume: bool = False):
         self.cfg, self.config_path = cfg, config_path
-        self.rank, self.local_rank, self.world = distributed_env()
+        self.rank, self.local_rank, self.world = launch_env()
         self.device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         ds_config = preflight(cfg, config_path, self.world, self.device.type, resume)  # fail fast, before imports
+        distributed_env()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.out_dir = Path(cfg.train.out_dir)
         self.resume = resume
-        from ..models.flexify import trainable_summary
+        from ..models.modes import trainable_summary
 
         deepspeed = _init_deepspeed(self.device)
         self.saved_world = saved_world_size(self.out_dir) if resume else None
@@ -154,15 +155,15 @@ class Trainer:
 
                 model.load_state_dict(load_model(cfg.train.init_from, modes=[]).state_dict())
             return model
-        from ..models.flexify import flexify, mode_parameters
+        from ..models.modes import flexify, lora_specs
         from ..models.serialization import load_model
 
         d = cfg.distill
         model = load_model(d.base_checkpoint, modes=[])
-        flexify(model, dict(d.modes), lora_rank=d.lora_rank, lora_alpha=d.lora_alpha, shared_weights=d.shared_weights)
+        flexify(model, lora_specs(d.modes, d.lora_rank, d.lora_alpha, shared=d.shared_weights))
         got = {n for n, p in model.named_parameters() if p.requires_grad}
         want = ({n for n, _ in model.named_parameters()} if d.shared_weights
-                else {n for m in d.modes for n in mode_parameters(model, m)})
+                else {n for m in d.modes for n in model.mode_adapters.parameters_of(m)})
         if got != want:  # the LoRA variant must leave the base (and so the full mode) untouched
             raise RuntimeError(f"trainable parameters differ from the expected set: {sorted(got ^ want)[:4]}")
         return model
@@ -206,7 +207,7 @@ class Trainer:
     def _step_flops(self, mode: str, latent_shape) -> float:
         """Estimated FLOPs of one optimizer step on one GPU (fwd + bwd = 3 x forward; teacher forward once)."""
         mcfg, b = self.model.config, self.cfg.train.micro_batch_size * self.cfg.train.grad_accum
-        lora = getattr(self.model, "lora_rank", 0) if mode in self.model.lora_modes else 0
+        lora = self.model.mode_adapters.lora_rank(mode)
         fl = 3 * forward_flops(mcfg, self.model.modes[mode], latent_shape, self._text_len, b, lora)
         if self.engine.module.objective == "distill":
             fl += forward_flops(mcfg, self.model.modes["full"], latent_shape, self._text_len, b)
@@ -244,7 +245,7 @@ class Trainer:
                   "seeds": "noise, timesteps, dropout and modes are derived from (seed, step, rank)"}
         save_checkpoint(self.engine, self.out_dir, step, client, self.cfg.train.keep_checkpoints)
         if self.rank == 0:
-            export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, step))
+            export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, step))
         dist.barrier()
 
     def _train_steps(self, monitor: TrainMonitor) -> None:
@@ -309,7 +310,7 @@ class Trainer:
                           f"{describe_backend(self.model.config.attention_backend, self.device)}")
             self._train_steps(monitor)
             if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
-                export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, start))
+                export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, start))
             prints = self._fingerprints()
             monitor.event({"event": "end", "step": max(start, t.steps), "replica_fingerprints": prints,
                            "replicas_identical": None if prints is None else len(set(prints)) == 1,

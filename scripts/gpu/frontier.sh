@@ -67,10 +67,11 @@ if [ "$smoke" = 1 ]; then
   rm -rf "$work/ckpt"
   $py -c "
 import sys
-from flexivid.models.serialization import save_model
+from flexivid.config import TextConfig
+from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 from flexivid.pipeline import VideoPipeline
-save_model(VideoPipeline.random(device='cpu').model, sys.argv[1], extra={'text': {'encoder': 'minilm', 'max_length': 16},
-           'autoencoder': {'kind': 'pixel'}, 'data': {'num_frames': 16, 'height': 16, 'width': 16, 'fps': 8}})
+save_model(VideoPipeline.random(device='cpu').model, sys.argv[1],
+           ExportSpec(text=TextConfig(max_length=16), clip=ClipConfig(16, 16, 16, 8.0)))
 " "$work/ckpt"
   size=(--steps 2 --step-grid 2 --prompts 2 --seeds 2 --screen-prompts 2 --max-front 1 --batch-sizes 1 2
         --repeats 1 --fvd-real 8 --fvd-resamples 20 --gen-batch 8 --device cpu)
