@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import load_calibration
 from .config import AutoencoderConfig, ModelConfig, TextConfig
 from .diffusion.guidance import guided_velocity, s2_from_s1
 from .diffusion.scheduler import FlexiScheduler
-from .diffusion.schedules import FULL, PatchSchedule, choose_schedule, flops_fraction, parse_schedule, schedule_flops
+from .diffusion.schedules import FULL, PatchSchedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
 from .models.serialization import load_model, read_spec
 from .presets import preset_modes
@@ -75,6 +76,7 @@ class VideoPipeline:
         self.sampling = "auto"
         self.compile_steps: str | None = None  # torch.compile backend of the graphed step (compile_cache sets it)
         self._graphs = None
+        self.calibration = None  # the frontier's measured table (flexivid.calibration), read by compute=
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +112,9 @@ class VideoPipeline:
             autoencoder.to(device)
         c = spec.clip
         defaults = PipelineDefaults(num_frames=c.num_frames, height=c.height, width=c.width, fps=c.fps)
-        return cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
+        pipe = cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
+        pipe.calibration = load_calibration(path)
+        return pipe
 
     @classmethod
     def random(cls, device=None, dtype: torch.dtype | None = None, seed: int = 0) -> "VideoPipeline":
@@ -202,14 +206,27 @@ class VideoPipeline:
                              "encoder / text cache entry for that prompt")
         return tokens.to(self.device), mask.to(self.device)
 
-    def _recipe(self, schedule, compute, r: dict, text_lens: list[int], weak_to_strong: bool) -> PatchSchedule:
-        """The patch schedule of a request: parsed from a spec, or the best one within a compute budget."""
+    def _budget(self, compute: float, optimize: str, r: dict, steps, guidance_scale):
+        """A compute budget -> ``(Choice, reference steps)``; sets the request's steps and, unless given, its
+        guidance scale to the chosen recipe's."""
+        from .calibration import pick
+
+        table = self.calibration
+        if table is not None and steps is not None and steps != table.reference_steps:
+            raise ValueError(f"steps={steps} with a compute budget: the calibration table's budgets are fractions of "
+                             f"full@{table.reference_steps}; leave steps unset (the table picks them)")
+        reference = table.reference_steps if table is not None else r["steps"]
+        choice = pick(compute, table, r["steps"], (r["num_frames"], r["height"], r["width"]), optimize,
+                      r["batch_size"])
+        r["steps"] = choice.steps
+        if guidance_scale is None and choice.guidance_scale is not None:
+            r["guidance_scale"] = float(choice.guidance_scale)
+        return choice, reference
+
+    def _recipe(self, schedule, r: dict) -> PatchSchedule:
+        """The patch schedule of a request, parsed from a spec and checked against the model and the clip."""
         modes, steps = self.model.modes, r["steps"]
         shape = (r["num_frames"], r["height"], r["width"])
-        if compute is not None:
-            usable = {m: p for m, p in modes.items() if self._check_shape(m, *shape) is None}  # fit this clip
-            return choose_schedule(compute, steps, self.model.config, usable, r["latent_shape"], text_lens,
-                                   **self._flops_kw(r["guidance_scale"], weak_to_strong))[0]
         sched = schedule if isinstance(schedule, PatchSchedule) else parse_schedule(schedule or FULL, steps, modes)
         if sched.steps != steps:
             raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
@@ -244,7 +261,7 @@ class VideoPipeline:
                  compute: float | None = None, seed: int | list[int] = 0, batch_size: int | None = None,
                  progress: bool = True, weak_to_strong: bool = True, shift: float | None = None,
                  prompt_embeds: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, dict]:
+                 shard: tuple[int, int] = (0, 1), optimize: str = "flops") -> tuple[torch.Tensor, dict]:
         """Generate one video per prompt.
 
         Args:
@@ -252,8 +269,10 @@ class VideoPipeline:
                 tokens instead of encoding (prompts then only label them). num_frames / height / width: pixel clip
                 shape (default: the checkpoint's). steps: sampler steps. guidance_scale: CFG scale s1 (1 = no
                 guidance branch).
-            schedule: a spec string (``diffusion.schedules``) or a ``PatchSchedule``; compute: a FLOPs budget in
-                (0, 1] instead, picking the best schedule not above it for every prompt. Neither: ``full``.
+            schedule: a spec string (``diffusion.schedules``) or a ``PatchSchedule``; compute: a budget in (0, 1]
+                instead: the best measured recipe (schedule, steps, guidance scale) of the checkpoint's calibration
+                table within it, FLOPs (``optimize="flops"``) or measured time (``"latency"``) as a fraction of full;
+                without a table, full@floor(compute x steps) (``flexivid.calibration``). Neither: ``full``.
             seed: one int (prompt i uses seed + i) or one seed per prompt. Same seed, same output.
             batch_size: prompts per model batch (default: all). weak_to_strong: use the weak conditional as the
                 guide where the conditional mode is stronger. shift: the scheduler's timestep shift.
@@ -264,7 +283,9 @@ class VideoPipeline:
             ``video`` float32 ``(N, 3, T, H, W)`` in [-1, 1] on the CPU for the N generated prompts, and ``info``:
             indices (of the generated prompts), schedule (spec), order (run-length per branch), modes
             ([cond, guide] per step), flops_fraction (the largest over all prompts), flops_fractions / gflops (per
-            generated prompt), guidance scales, seeds, wall_clock_s.
+            generated prompt; fractions of full at the requested steps, or at the table's reference steps with
+            compute), budget_rule (which rule picked the recipe, None without compute), guidance scales, seeds,
+            wall_clock_s.
         """
         start = time.perf_counter()
         # 1. check inputs
@@ -277,14 +298,18 @@ class VideoPipeline:
             text, mask = self._check_embeds(prompt_embeds, prompt_mask)
         text_lens = [int(n) for n in mask.sum(1)]
         # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
-        sched = self._recipe(schedule, compute, r, text_lens, weak_to_strong)
+        choice, reference_steps = None, r["steps"]
+        if compute is not None:
+            choice, reference_steps = self._budget(compute, optimize, r, steps, guidance_scale)
+            schedule = choice.schedule
+        sched = self._recipe(schedule, r)
         scale = r["guidance_scale"]
         scheduler = FlexiScheduler(self.model.modes, self.defaults.shift if shift is None else shift,
                                    guided=scale != 1.0, weak_to_strong=weak_to_strong)
         cost = (self.model.config, self.model.modes, r["latent_shape"])
         kw = self._flops_kw(scale, weak_to_strong)
         # per distinct prompt length (a batch has few), not per prompt: the bookkeeping is host time on every call
-        frac_of = {n: flops_fraction(sched, *cost, n, **kw) for n in set(text_lens)}
+        frac_of = {n: flops_fraction(sched, *cost, n, **kw) * sched.steps / reference_steps for n in set(text_lens)}
         flops_of = {n: schedule_flops(sched, *cost, n, **kw) for n in set(text_lens)}
         fracs, flops = [frac_of[n] for n in text_lens], [flops_of[n] for n in text_lens]
         rank, world = shard
@@ -310,7 +335,8 @@ class VideoPipeline:
             "weak_guidance_scale": s2_from_s1(scale) if "weak_to_strong" in kinds else None,
             "steps": sched.steps, "seeds": [r["seeds"][i] for i in mine], "num_frames": r["num_frames"],
             "height": r["height"], "width": r["width"], "latent_shape": list(r["latent_shape"]),
-            "sampling": self._sampling_name(), "wall_clock_s": time.perf_counter() - start,
+            "sampling": self._sampling_name(), "budget_rule": choice.describe(compute) if choice else None,
+            "wall_clock_s": time.perf_counter() - start,
         }
         empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
         return (torch.cat(videos) if videos else empty), info

@@ -4,7 +4,7 @@ import torch
 
 from flexivid.autoencoders import PixelAutoencoder
 from flexivid.config import ModelConfig
-from flexivid.diffusion.schedules import candidate_schedules, flops_fraction, parse_schedule
+from flexivid.diffusion.schedules import flops_fraction, parse_schedule
 from flexivid.models.dit import FlexiVideoDiT
 from flexivid.pipeline import PipelineDefaults, VideoPipeline
 
@@ -66,12 +66,32 @@ def test_batches_and_weak_to_strong(pipe):
     assert info["step_kinds"] == ["cfg"] * 3 and not torch.allclose(plain, single, atol=1e-3)
 
 
-def test_compute_budget(pipe):
-    video, info = pipe("a small green square", compute=0.5, progress=False, **CLIP)
-    assert info["flops_fraction"] <= 0.5
-    best = max(f for s in candidate_schedules(3, pipe.model.modes)
-               if (f := flops_fraction(s, pipe.model.config, pipe.model.modes, (3, 4, 16, 16), 4)) <= 0.5)
-    assert info["flops_fraction"] == best
+def test_compute_budget_without_a_table_runs_fewer_full_steps(pipe):
+    assert pipe.calibration is None
+    video, info = pipe("a small green square", compute=0.7, progress=False, **CLIP)
+    # the fallback rule: full@floor(0.7 x 3); FLOPs as a fraction of full at the requested 3 steps
+    assert (info["schedule"], info["steps"]) == ("full", 2) and info["flops_fraction"] == pytest.approx(2 / 3)
+    assert "fallback rule fewer full steps" in info["budget_rule"]
+
+
+def test_compute_budget_takes_the_best_measured_recipe(pipe):
+    from flexivid.calibration import Calibration, Entry
+
+    good = [0.9, 0.8, 0.7, 0.85] * 8
+    pipe.calibration = Calibration("fidelity", True, 3, [4, 16, 16], [
+        Entry("full@3", "full", 3, 4.0, 1.0, 0.9, 0.88, 0.92, {"b1": 1.0}, [g + 0.1 for g in good]),
+        Entry("w@2", "weak_first:coarse_time:1", 2, 2.0, 0.5, 0.8, 0.78, 0.82, {"b1": 0.6}, good),
+        Entry("full@1", "full", 1, 4.0, 1 / 3, 0.5, 0.45, 0.55, {"b1": 0.3}, [g - 0.3 for g in good])])
+    try:
+        _, info = pipe("a small green square", compute=0.5, progress=False, **CLIP)
+        assert (info["schedule"], info["steps"], info["guidance_scale"]) == ("weak_first:coarse_time:1", 2, 2.0)
+        assert info["flops_fraction"] < 0.5 and "best measured fidelity" in info["budget_rule"]
+        _, info = pipe("a small green square", compute=0.5, guidance_scale=3.0, progress=False, **CLIP)
+        assert info["guidance_scale"] == 3.0  # the caller's scale wins over the table's
+        with pytest.raises(ValueError, match="leave steps unset"):
+            pipe("a small green square", compute=0.5, progress=False, **{**CLIP, "steps": 5})
+    finally:
+        pipe.calibration = None
 
 
 def test_progress_bar_shows_the_mode(pipe, capsys):
@@ -87,7 +107,7 @@ def test_progress_bar_shows_the_mode(pipe, capsys):
     (dict(height=18, schedule="coarse_space:1,full:2"), "height=18 is not divisible by 4"),
     (dict(width=15), "width=15 is not divisible by 2 .*mode 'full'"),
     (dict(schedule="blurry:3"), "unknown mode 'blurry'.*full, coarse_time, coarse_space"),
-    (dict(compute=0.01), "below the cheapest schedule"),
+    (dict(compute=0.01), "below one full step of 3"),
     (dict(schedule="full", compute=0.5), "not both"),
     (dict(prompts=["ok", "  "]), "prompt 1 is empty"),
     (dict(prompts=[]), "no prompts"),

@@ -25,13 +25,20 @@ def main(argv=None) -> int:
     ap.add_argument("--num-clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON file for the result")
+    ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (machines without MiniLM)")
     return report_errors(run, ap.parse_args(argv))
 
 
 def run(a) -> int:
     if a.num_clips < 1:
         raise ValueError(f"--num-clips must be >= 1, got {a.num_clips}")
-    pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
+    text_encoder = None
+    if a.text_cache:
+        from flexivid.text import CachedTextEncoder
+
+        text_encoder = CachedTextEncoder(a.text_cache)
+    pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False,  # the adapters as trained
+                                         text_encoder=text_encoder)
     trained = pipe.model.float()
     weak = {m: s.patch for m, s in trained.config.modes.items()}
     if not weak:

@@ -31,7 +31,9 @@ schedules (--schedule; default full):
                            x/y: full for the last X conditional and last Y guidance steps
   interleaved:A:B          weak modes by cost (coarse_space, then coarse_time): A and B steps, then full
   MODE:N,MODE:N,...        any order, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum to --steps)
---compute F picks the schedule with the most FLOPs not above F x the all-full schedule (both guidance branches).
+--compute B picks the best measured schedule (steps, guidance) whose FLOPs are at most B x full's, from the
+  calibration table tools/benchmark.py writes into the checkpoint folder; ties go to the cheaper schedule. With
+  --optimize latency the budget is measured time over full's instead. Without a table: full@floor(B x steps).
 """
 
 
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--compute", type=float, default=None, help="FLOPs budget as a fraction of full, e.g. 0.4")
     how.add_argument("--schedule", default=None, help="schedule preset or order string (see below)")
+    p.add_argument("--optimize", choices=("flops", "latency"), default="flops",
+                   help="with --compute: budget in FLOPs (default) or in measured time, both as a fraction of full")
     p.add_argument("--no-weak-guidance", action="store_true",
                    help="always guide with the unconditional branch (no weak-to-strong guidance)")
     p.add_argument("--output", default=None,
@@ -201,11 +205,15 @@ def run(args) -> int:
     tag = f"rank {rank}/{world}: " if world > 1 else ""
     # One call: every prompt is checked and encoded once, one schedule is chosen over all prompts (the same in every
     # process), and this process generates its share (prompts i with i % world == rank).
+    if args.optimize != "flops" and args.compute is None:
+        raise ValueError("--optimize applies to --compute only; give a compute budget")
     video, info = pipe(prompts, num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
                        guidance_scale=args.guidance_scale, schedule=args.schedule, compute=args.compute,
-                       seed=args.seed, batch_size=args.batch_size, progress=not args.quiet, shift=args.shift,
-                       weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
+                       optimize=args.optimize, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+                       shift=args.shift, weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
     first = time.perf_counter() - START  # one call makes every video of this process: the first one is ready here
+    if info["budget_rule"]:
+        print(f"{tag}{info['budget_rule']}")
     print(f"{tag}schedule: {info['schedule']} ({info['order']}), FLOPs {info['flops_fraction']:.4f} of full")
     for j, i in enumerate(info["indices"]):
         write_video(paths[i], to_uint8(video[j]), fps=fps)

