@@ -1,0 +1,347 @@
+"""FlexiDiT for diffusers' ``WanTransformer3DModel``: weak patch modes around an unmodified Wan transformer.
+
+    wan = WanTransformer3DModel.from_pretrained("Wan2.1-T2V-1.3B-Diffusers", subfolder="transformer")
+    flexi = FlexiWanTransformer(wan, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=64)
+    v = flexi(hidden_states=x, timestep=t, encoder_hidden_states=text, mode="coarse_space").sample
+
+* ``full`` calls the wrapped transformer itself with every adapter disabled: bit-identical to the original.
+* A weak mode gets its own Conv3d patch embedding and ``proj_out`` de-embedding, initialised from Wan's by the
+  same projections as flexivid's DiT (``models.patching``), a zero mode embedding, and one peft LoRA on the
+  self-attention (``attn1.to_q/k/v/out.0``) and FFN linears of every block; cross-attention stays frozen.
+* Rotary positions sit at base-grid coordinates: a coarse token is placed at the centre of the base tokens it
+  covers. Wan builds its RoPE from integer positions, so weak grids get their own tables with fractional centres,
+  computed like Wan's (float64 angles, interleaved cos/sin).
+* Odd latent frame counts (81 frames -> 21 latent frames): Wan's VAE is causal, so latent frame 0 encodes one
+  pixel frame and every later one encodes four. Coarse-time tokens therefore leave the first latent frame out:
+  frame 0 keeps a temporal patch of 1 (with the mode's spatial patch) and frames 1..T-1 are grouped by ``pt``, so
+  every coarse token spans frames of equal length (padding the last frame would pair frame 0's single image with
+  four frames and waste a token on a copy). This applies when ``(T - 1) % pt == 0``; otherwise ``T % pt == 0``
+  groups all frames (latents not from Wan's VAE); otherwise the error names the valid frame counts.
+
+Sampling with diffusers' own ``WanPipeline``: ``pipe.transformer = flexi`` and ``flexi.set_schedule(spec, steps)``.
+The pipeline announces each call's branch and step through ``cache_context("cond" | "uncond", step_index=i)``;
+the conditional branch runs ``schedule.cond[i]`` and the unconditional one ``schedule.guide[i]`` (plain CFG; the
+weak-to-strong guide of flexivid's own pipeline needs a conditional guide, which WanPipeline does not run).
+``flexi.flops_fraction()`` reports the FLOPs of the calls made since ``set_schedule`` against full.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..diffusion.schedules import FULL, PatchSchedule, parse_schedule
+from ..models.patching import project_deembed, project_embed_kernel
+from ..models.positions import token_coordinates
+
+# Self-attention and FFN linears of every block (flexivid's DiT adapts the same set).
+LORA_TARGETS = r"blocks\.\d+\.(attn1\.(to_q|to_k|to_v|to_out\.0)|ffn\.net\.(0\.proj|2))"
+
+Patch = tuple[int, int, int]
+
+
+def temporal_layout(shape: tuple[int, int, int], patch: Patch, mode: str) -> tuple[tuple[int, int, str], ...]:
+    """Frame ranges of a latent ``(T, H, W)`` and which kernel embeds each: ``((start, stop, "first"|"body"), ...)``.
+
+    See the module docstring for the rule; raises a one-line ValueError naming the valid sizes.
+    """
+    t, h, w = shape
+    pt, ph, pw = patch
+    for ax, n, p in (("H", h, ph), ("W", w, pw)):
+        if n % p:
+            raise ValueError(f"latent {ax}={n} is not divisible by mode '{mode}' patch {p}; use a height/width whose "
+                             f"latent size is a multiple of {p} (pixels: multiples of {8 * p} for Wan's VAE)")
+    if pt == 1 or (t - 1) % pt and t % pt == 0:
+        return ((0, t, "body"),)
+    if (t - 1) % pt == 0:
+        return tuple(s for s in ((0, 1, "first"), (1, t, "body")) if s[1] > s[0])
+    ok = ", ".join(str(k * pt + 1) for k in range(1, 4))
+    raise ValueError(f"latent frames T={t} do not fit mode '{mode}' temporal patch {pt}: T-1 or T must be a multiple "
+                     f"of {pt} (e.g. T={ok}; Wan's VAE gives T=(num_frames-1)/4+1, so num_frames=81 gives T=21)")
+
+
+@functools.lru_cache(maxsize=64)
+def wan_rope(layout: tuple, patch: Patch, base: Patch, grid_hw: tuple[int, int], head_dim: int, theta: float,
+             device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wan's RoPE ``(cos, sin)``, each ``(1, N, 1, head_dim)`` float32, for the tokens of ``layout`` in order.
+
+    Coordinates are in base tokens (``positions.token_coordinates``); with the base patch they are Wan's integers
+    and the tables equal ``WanRotaryPosEmbed``'s bit for bit.
+    """
+    h_dim = w_dim = 2 * (head_dim // 6)
+    dims = (head_dim - h_dim - w_dim, h_dim, w_dim)
+    coords = []
+    for start, stop, kind in layout:
+        pt = patch[0] if kind == "body" else 1
+        grid = ((stop - start) // pt, grid_hw[0], grid_hw[1])
+        scale = (pt // base[0], patch[1] // base[1], patch[2] // base[2])
+        c = token_coordinates(grid, scale).double()
+        c[:, 0] += start / base[0]
+        coords.append(c)
+    pos = torch.cat(coords)  # (N, 3)
+    angles = []
+    for axis, d in enumerate(dims):
+        freqs = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+        angles.append(torch.outer(pos[:, axis], freqs).repeat_interleave(2, dim=1))
+    ang = torch.cat(angles, dim=1)
+    with torch.inference_mode(False):
+        return (ang.cos().float()[None, :, None].to(device), ang.sin().float()[None, :, None].to(device))
+
+
+class FlexiWanTransformer(nn.Module):
+    """A ``WanTransformer3DModel`` with weak patch modes; see the module docstring.
+
+    Args:
+        transformer: the diffusers model (kept as ``self.transformer``; its weights are not changed).
+        modes: weak mode name -> patch ``(pt, ph, pw)``, each a multiple of Wan's base patch.
+        lora_rank: rank of each weak mode's LoRA (0: no adapters, every weight frozen except the new embeddings).
+        lora_alpha: LoRA alpha (default: the rank).
+        projection: ``paper`` or ``pinv`` (``models.patching.embed_projection``).
+    """
+
+    def __init__(self, transformer: nn.Module, modes: dict, lora_rank: int = 64, lora_alpha: float | None = None,
+                 projection: str = "paper"):
+        super().__init__()
+        self.transformer = transformer
+        self.base: Patch = tuple(int(p) for p in transformer.config.patch_size)
+        self.patches: dict[str, Patch] = {FULL: self.base}
+        self.embed = nn.ModuleDict()
+        self.deembed = nn.ModuleDict()
+        self.mode_embed = nn.ParameterDict()
+        self.lora_modes: tuple[str, ...] = ()
+        self.lora_rank, self.lora_alpha = 0, 0.0
+        self.merged_blocks: dict[str, nn.ModuleList] = {}
+        self.schedule: PatchSchedule | None = None
+        self.calls: list[tuple[str, int]] = []  # (mode, FLOPs) of each call since set_schedule / reset_flops
+        self._call: tuple[str, int | None] | None = None
+        if not modes:
+            raise ValueError("give at least one weak mode, e.g. {'coarse_space': (1, 4, 4)}")
+        for name, patch in modes.items():
+            self._add_mode(name, tuple(int(p) for p in patch), projection)
+        transformer.requires_grad_(False)
+        if lora_rank:
+            self._add_lora(list(modes), lora_rank, lora_alpha)
+        self._trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        self.activate(FULL)
+
+    # ------------------------------------------------------------------------------------------ diffusers API
+    @property
+    def config(self):
+        return self.transformer.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def modes(self) -> dict[str, Patch]:
+        return dict(self.patches)
+
+    @contextlib.contextmanager
+    def cache_context(self, name: str, **kwargs):
+        """Entered by diffusers pipelines around each call: remembers the branch and step for the schedule."""
+        self._call = (name, kwargs.get("step_index"))
+        try:
+            with self.transformer.cache_context(name, **kwargs):
+                yield
+        finally:
+            self._call = None
+
+    # ------------------------------------------------------------------------------------------------ modes
+    def _add_mode(self, name: str, patch: Patch, projection: str) -> None:
+        if name == FULL or name in self.patches:
+            raise ValueError(f"mode name '{name}' is taken (modes: {', '.join(self.patches)}); name weak modes "
+                             f"e.g. coarse_time")
+        if len(patch) != 3 or any(p < 1 or p % b for p, b in zip(patch, self.base)):
+            raise ValueError(f"mode '{name}' patch {patch} must be 3 positive multiples of Wan's patch {self.base}")
+        conv, lin = self.transformer.patch_embedding, self.transformer.proj_out
+        c_out = lin.out_features // math.prod(self.base)
+        embeds, deembeds = nn.ModuleDict(), nn.ModuleDict()
+        kinds = {"body": patch, **({"first": (1, *patch[1:])} if patch[0] > 1 else {})}
+        for kind, p in kinds.items():
+            e = nn.Conv3d(conv.in_channels, conv.out_channels, p, stride=p).to(conv.weight.device, conv.weight.dtype)
+            d = nn.Linear(lin.in_features, c_out * math.prod(p)).to(lin.weight.device, lin.weight.dtype)
+            with torch.no_grad():
+                e.weight.copy_(project_embed_kernel(conv.weight, self.base, p, projection))
+                e.bias.copy_(conv.bias)
+                # Wan orders proj_out features (pt, ph, pw, c); flexivid's projection takes (c, pt, ph, pw).
+                w = lin.weight.unflatten(0, (*self.base, c_out)).permute(3, 0, 1, 2, 4).flatten(0, 3)
+                b = lin.bias.unflatten(0, (*self.base, c_out)).permute(3, 0, 1, 2).flatten()
+                w, b = project_deembed(w, b, c_out, self.base, p)
+                d.weight.copy_(w.unflatten(0, (c_out, *p)).permute(1, 2, 3, 0, 4).flatten(0, 3))
+                d.bias.copy_(b.unflatten(0, (c_out, *p)).permute(1, 2, 3, 0).flatten())
+            embeds[kind], deembeds[kind] = e, d
+        self.embed[name], self.deembed[name] = embeds, deembeds
+        self.mode_embed[name] = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device,
+                                                         dtype=conv.weight.dtype))
+        self.patches[name] = patch
+
+    def _add_lora(self, modes: list[str], rank: int, alpha: float | None) -> None:
+        import warnings
+
+        from peft import LoraConfig, inject_adapter_in_model
+
+        for name in modes:
+            cfg = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, lora_dropout=0.0)
+            with warnings.catch_warnings():  # peft warns that a second adapter is added: that is the design here
+                warnings.simplefilter("ignore", UserWarning)
+                inject_adapter_in_model(cfg, self.transformer, adapter_name=name)
+        for n, p in self.transformer.named_parameters():
+            p.requires_grad_(any(f"lora_{ab}.{m}." in n for m in modes for ab in "AB"))
+        self.lora_modes, self.lora_rank, self.lora_alpha = tuple(modes), rank, float(alpha or rank)
+
+    def activate(self, mode: str) -> None:
+        """Enable exactly ``mode``'s adapter (none for ``full``)."""
+        from ..models.flexify import activate_mode
+
+        activate_mode(self, mode)
+
+    def mode_parameters(self, mode: str) -> dict[str, nn.Parameter]:
+        """Parameters owned by one weak mode: its LoRA, embeddings, de-embeddings and mode embedding."""
+        return {n: p for n, p in self.named_parameters()
+                if f"lora_A.{mode}." in n or f"lora_B.{mode}." in n or n == f"mode_embed.{mode}"
+                or n.startswith((f"embed.{mode}.", f"deembed.{mode}."))}
+
+    def check_mode(self, mode: str) -> Patch:
+        if mode not in self.patches:
+            raise ValueError(f"unknown mode {mode!r}; this model has modes: {', '.join(self.patches)}")
+        return self.patches[mode]
+
+    # -------------------------------------------------------------------------------------------- schedules
+    def set_schedule(self, schedule: str | PatchSchedule | None, steps: int | None = None) -> None:
+        """Run ``schedule`` (a ``diffusion.schedules`` spec or ``PatchSchedule``; None: always full) in the next
+        pipeline calls, and reset the FLOPs record."""
+        if isinstance(schedule, str):
+            if steps is None:
+                raise ValueError("a schedule spec needs steps= (the pipeline's num_inference_steps)")
+            schedule = parse_schedule(schedule, steps, self.modes)
+        for m in schedule.modes_used if schedule is not None else ():
+            self.check_mode(m)
+        self.schedule = schedule
+        self.reset_flops()
+
+    def scheduled_mode(self) -> str:
+        """The mode of the call in progress: from the schedule and the pipeline's step context."""
+        if self.schedule is None:
+            return FULL
+        if self._call is None or self._call[1] is None:
+            raise ValueError("a patch schedule is set but the caller gave no step (cache_context(name, step_index=i)); "
+                             "pass mode= explicitly or sample with a diffusers pipeline such as WanPipeline")
+        branch, i = self._call
+        if i >= self.schedule.steps:
+            raise ValueError(f"step {i} is past the schedule's {self.schedule.steps} steps; set_schedule(spec, "
+                             f"steps=num_inference_steps)")
+        return (self.schedule.guide if branch == "uncond" else self.schedule.cond)[i]
+
+    def reset_flops(self) -> None:
+        self.calls = []
+
+    def flops_fraction(self) -> float:
+        """FLOPs of the calls made since ``set_schedule`` / ``reset_flops`` over the same calls in ``full``."""
+        if not self.calls:
+            raise ValueError("no model call recorded since set_schedule/reset_flops")
+        return sum(f for f, _ in self.calls) / sum(full for _, full in self.calls)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                encoder_hidden_states_image: torch.Tensor | None = None, return_dict: bool = True,
+                attention_kwargs: dict | None = None, mode: str | None = None):
+        """``WanTransformer3DModel.forward`` plus ``mode`` (default: the schedule's, else ``full``)."""
+        mode = self.scheduled_mode() if mode is None else mode
+        patch = self.check_mode(mode)
+        shape = hidden_states.shape
+        layout = temporal_layout(tuple(shape[2:]), patch, mode) if mode != FULL else ()
+        text_len = encoder_hidden_states.shape[1]
+        self.calls.append((self.forward_flops(mode, shape[1:], text_len, shape[0]),
+                           self.forward_flops(FULL, shape[1:], text_len, shape[0])))
+        self.activate(mode)
+        if mode == FULL:
+            return self.transformer(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image,
+                                    return_dict=return_dict, attention_kwargs=attention_kwargs)
+        out = self._forward_weak(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image, mode,
+                                 layout)
+        if not return_dict:
+            return (out,)
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        return Transformer2DModelOutput(sample=out)
+
+    def _forward_weak(self, x, timestep, text, image, mode: str, layout) -> torch.Tensor:
+        """Wan's forward with the mode's tokenizer, RoPE tables and de-tokenizer; x ``(B, C, T, H, W)``."""
+        wan, patch = self.transformer, self.patches[mode]
+        if timestep.ndim != 1:
+            raise ValueError("weak modes take one timestep per sample (B,); per-token timesteps (Wan 2.2 TI2V) "
+                             "run only in the full mode")
+        grid_hw = (x.shape[3] // patch[1], x.shape[4] // patch[2])
+        hd = wan.config.attention_head_dim
+        rope = wan_rope(layout, patch, self.base, grid_hw, hd, 10000.0, str(x.device))
+        tokens = torch.cat([self._embed(x[:, :, s:e], mode, kind) for s, e, kind in layout], 1)  # (B, N, D)
+        tokens = tokens + self.mode_embed[mode].to(tokens.dtype)
+        temb, tproj, text, image = wan.condition_embedder(timestep, text, image)  # (B, D), (B, 6D), (B, L, D)
+        tproj = tproj.unflatten(1, (6, -1))
+        if image is not None:
+            text = torch.cat([image, text], dim=1)
+        for block in self.merged_blocks.get(mode, wan.blocks):
+            if torch.is_grad_enabled() and wan.gradient_checkpointing:
+                tokens = wan._gradient_checkpointing_func(block, tokens, text, tproj, rope)
+            else:
+                tokens = block(tokens, text, tproj, rope)
+        shift, scale = (wan.scale_shift_table + temb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
+        tokens = (wan.norm_out(tokens.float()) * (1 + scale) + shift).type_as(tokens)
+        sizes = [self._tokens(e - s, patch, kind, grid_hw) for s, e, kind in layout]
+        return torch.cat([self._deembed(t, mode, kind, (e - s, *x.shape[3:]))
+                          for t, (s, e, kind) in zip(tokens.split(sizes, 1), layout)], dim=2)
+
+    @staticmethod
+    def _tokens(frames: int, patch: Patch, kind: str, grid_hw) -> int:
+        return frames // (patch[0] if kind == "body" else 1) * grid_hw[0] * grid_hw[1]
+
+    def _embed(self, x: torch.Tensor, mode: str, kind: str) -> torch.Tensor:
+        """``x (B, C, t, H, W)`` -> tokens ``(B, n, D)`` in (t, h, w) raster order."""
+        return self.embed[mode][kind](x).flatten(2).transpose(1, 2)
+
+    def _deembed(self, tokens: torch.Tensor, mode: str, kind: str, thw) -> torch.Tensor:
+        """tokens ``(B, n, D)`` -> video ``(B, C, t, H, W)`` (Wan's unpatchify: features ordered pt, ph, pw, c)."""
+        lin = self.deembed[mode][kind]
+        pt, ph, pw = self.patches[mode] if kind == "body" else (1, *self.patches[mode][1:])
+        t, h, w = thw
+        y = lin(tokens).reshape(tokens.shape[0], t // pt, h // ph, w // pw, pt, ph, pw, -1)
+        return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(tokens.shape[0], -1, t, h, w)
+
+    # ------------------------------------------------------------------------------------------------ FLOPs
+    def num_tokens(self, mode: str, latent_thw) -> int:
+        patch = self.check_mode(mode)
+        t, h, w = latent_thw
+        if mode == FULL:
+            return math.prod(n // p for n, p in zip((t, h, w), patch))
+        grid_hw = (h // patch[1], w // patch[2])
+        return sum(self._tokens(e - s, patch, kind, grid_hw) for s, e, kind in temporal_layout((t, h, w), patch, mode))
+
+    def forward_flops(self, mode: str, latent_shape, text_len: int = 512, batch: int = 1) -> int:
+        """FLOPs of one forward (2 per multiply-accumulate; matmuls and attention only, as ``models.flops``).
+
+        ``latent_shape`` is ``(C, T, H, W)``; adapters count while unmerged (peft runs them as extra matmuls).
+        """
+        cfg = self.config
+        c, t, h, w = latent_shape
+        n = self.num_tokens(mode, (t, h, w))
+        d, f, dt = cfg.num_attention_heads * cfg.attention_head_dim, cfg.ffn_dim, cfg.text_dim
+        mm = lambda rows, din, dout: 2 * rows * din * dout  # noqa: E731
+        # Every latent element is in exactly one token: the embed costs 2 * C_in * T*H*W * D, the de-embed likewise.
+        total = 2 * (c + (cfg.out_channels or c)) * t * h * w * d
+        total += mm(1, cfg.freq_dim, d) + mm(1, d, d) + mm(1, d, 6 * d) + mm(text_len, dt, d) + mm(text_len, d, d)
+        per_block = (mm(n, d, 3 * d) + 4 * n * n * d + mm(n, d, d)  # self-attention
+                     + mm(n, d, d) + mm(text_len, d, 2 * d) + 4 * n * text_len * d + mm(n, d, d)  # cross-attention
+                     + mm(n, d, f) + mm(n, f, d))  # FFN
+        if mode in self.lora_modes and mode not in self.merged_blocks:
+            r = self.lora_rank
+            per_block += sum(mm(n, a, r) + mm(n, r, b) for a, b in ((d, d),) * 4 + ((d, f), (f, d)))
+        return batch * (total + cfg.num_layers * per_block)
