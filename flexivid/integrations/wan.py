@@ -200,9 +200,10 @@ class FlexiWanTransformer(nn.Module):
 
     def activate(self, mode: str) -> None:
         """Enable exactly ``mode``'s adapter (none for ``full``)."""
-        from ..models.flexify import activate_mode
+        if self.lora_modes:
+            from ..models.flexify import activate_mode
 
-        activate_mode(self, mode)
+            activate_mode(self, mode)
 
     def mode_parameters(self, mode: str) -> dict[str, nn.Parameter]:
         """Parameters owned by one weak mode: its LoRA, embeddings, de-embeddings and mode embedding."""
@@ -318,30 +319,39 @@ class FlexiWanTransformer(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ FLOPs
     def num_tokens(self, mode: str, latent_thw) -> int:
-        patch = self.check_mode(mode)
-        t, h, w = latent_thw
-        if mode == FULL:
-            return math.prod(n // p for n, p in zip((t, h, w), patch))
-        grid_hw = (h // patch[1], w // patch[2])
-        return sum(self._tokens(e - s, patch, kind, grid_hw) for s, e, kind in temporal_layout((t, h, w), patch, mode))
+        return num_tokens(self.check_mode(mode), tuple(latent_thw), mode)
 
     def forward_flops(self, mode: str, latent_shape, text_len: int = 512, batch: int = 1) -> int:
-        """FLOPs of one forward (2 per multiply-accumulate; matmuls and attention only, as ``models.flops``).
+        """FLOPs of one forward in ``mode`` (``wan_forward_flops``); adapters count while unmerged."""
+        lora = self.lora_rank if mode in self.lora_modes and mode not in self.merged_blocks else 0
+        return wan_forward_flops(self.config, self.check_mode(mode), latent_shape, text_len, batch, lora)
 
-        ``latent_shape`` is ``(C, T, H, W)``; adapters count while unmerged (peft runs them as extra matmuls).
-        """
-        cfg = self.config
-        c, t, h, w = latent_shape
-        n = self.num_tokens(mode, (t, h, w))
-        d, f, dt = cfg.num_attention_heads * cfg.attention_head_dim, cfg.ffn_dim, cfg.text_dim
-        mm = lambda rows, din, dout: 2 * rows * din * dout  # noqa: E731
-        # Every latent element is in exactly one token: the embed costs 2 * C_in * T*H*W * D, the de-embed likewise.
-        total = 2 * (c + (cfg.out_channels or c)) * t * h * w * d
-        total += mm(1, cfg.freq_dim, d) + mm(1, d, d) + mm(1, d, 6 * d) + mm(text_len, dt, d) + mm(text_len, d, d)
-        per_block = (mm(n, d, 3 * d) + 4 * n * n * d + mm(n, d, d)  # self-attention
-                     + mm(n, d, d) + mm(text_len, d, 2 * d) + 4 * n * text_len * d + mm(n, d, d)  # cross-attention
-                     + mm(n, d, f) + mm(n, f, d))  # FFN
-        if mode in self.lora_modes and mode not in self.merged_blocks:
-            r = self.lora_rank
-            per_block += sum(mm(n, a, r) + mm(n, r, b) for a, b in ((d, d),) * 4 + ((d, f), (f, d)))
-        return batch * (total + cfg.num_layers * per_block)
+
+def num_tokens(patch: Patch, latent_thw: tuple[int, int, int], mode: str = "") -> int:
+    """Tokens of one sample with latent ``(T, H, W)`` in a mode with ``patch`` (``temporal_layout``'s grouping)."""
+    t, h, w = latent_thw
+    grid_hw = (h // patch[1], w // patch[2])
+    return sum(FlexiWanTransformer._tokens(e - s, patch, kind, grid_hw)
+               for s, e, kind in temporal_layout(latent_thw, patch, mode or str(patch)))
+
+
+def wan_forward_flops(config, patch: Patch, latent_shape, text_len: int = 512, batch: int = 1,
+                      lora_rank: int = 0) -> int:
+    """FLOPs of one Wan forward, 2 per multiply-accumulate; matmuls and attention only (as ``models.flops``).
+
+    ``config``: the ``WanTransformer3DModel`` config; ``latent_shape``: ``(C, T, H, W)``; ``text_len``: text tokens
+    (WanPipeline pads prompts to 512); ``lora_rank``: an unmerged LoRA on the adapted linears (0: none / merged).
+    """
+    c, t, h, w = latent_shape
+    n = num_tokens(tuple(patch), (t, h, w))
+    d, f, dt = config.num_attention_heads * config.attention_head_dim, config.ffn_dim, config.text_dim
+    mm = lambda rows, din, dout: 2 * rows * din * dout  # noqa: E731
+    # Every latent element is in exactly one token: the embed costs 2 * C_in * T*H*W * D, the de-embed likewise.
+    total = 2 * (c + (config.out_channels or c)) * t * h * w * d
+    total += mm(1, config.freq_dim, d) + mm(1, d, d) + mm(1, d, 6 * d) + mm(text_len, dt, d) + mm(text_len, d, d)
+    per_block = (mm(n, d, 3 * d) + 4 * n * n * d + mm(n, d, d)  # self-attention
+                 + mm(n, d, d) + mm(text_len, d, 2 * d) + 4 * n * text_len * d + mm(n, d, d)  # cross-attention
+                 + mm(n, d, f) + mm(n, f, d))  # FFN
+    if lora_rank:
+        per_block += sum(mm(n, a, lora_rank) + mm(n, lora_rank, b) for a, b in ((d, d),) * 4 + ((d, f), (f, d)))
+    return batch * (total + config.num_layers * per_block)
