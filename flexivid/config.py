@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .models.modes import ModeSpec
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message is one line naming the key and the fix."""
@@ -32,8 +34,9 @@ class ModelConfig:
     text_dim: int = 384
     # Base (pre-trained) patch size in (t, h, w); the `full` mode always uses it.
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    # Extra (weak) modes: name -> patch size. Added at construction or later by `flexify`.
-    modes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Weak modes: name -> ModeSpec (patch, adapter none | lora | shared, rank, alpha); the one record of the modes.
+    # In YAML a mode is {patch: [t, h, w], adapter: lora, rank: 32} or a bare patch [t, h, w] (adapter none).
+    modes: dict[str, ModeSpec] = field(default_factory=dict)
     # "paper": FlexiDiT's W' = B_{mode->base}^T W (avg-pool invariant); "pinv": FlexiViT's PI-resize.
     projection: str = "paper"
     qk_norm: bool = True
@@ -160,6 +163,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config error: '{where}' must be a mapping, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is ModeSpec:
+        try:
+            return ModeSpec.from_value(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config error: '{where}': {e}") from None
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) is False and isinstance(value, int):
@@ -193,6 +201,11 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
             if choices and kwargs[key] not in choices:
                 raise ConfigError(f"config error: '{where}' is {kwargs[key]!r}; allowed: {', '.join(choices)}")
     return cls(**kwargs)
+
+
+def build_typed(cls: type, raw: dict) -> Any:
+    """Build and validate any config dataclass ``cls`` from a plain dict (strict keys, coerced types)."""
+    return _build(cls, raw or {}, "")
 
 
 def config_from_dict(raw: dict) -> Config:

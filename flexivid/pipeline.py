@@ -11,7 +11,6 @@ guidance, and decode with the autoencoder.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -20,14 +19,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .config import AutoencoderConfig, ModelConfig, TextConfig, config_from_dict
+from .config import AutoencoderConfig, ModelConfig, TextConfig
 from .diffusion.guidance import guided_velocity, plan_step, s2_from_s1
 from .diffusion.sampler import FlowEulerSampler
 from .diffusion.schedules import FULL, PatchSchedule, choose_schedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
-from .models.serialization import load_model
+from .models.serialization import load_model, read_spec
+from .presets import preset_modes
 
-RANDOM_MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 
 
 @dataclass
@@ -110,7 +109,7 @@ class VideoPipeline:
                         modes: list[str] | None = None, text_encoder=None,
                         merge_adapters: bool = True) -> "VideoPipeline":
         """Load an exported model (``models.serialization`` layout) and build the text encoder and autoencoder its
-        ``config.json`` names (extras ``text``, ``autoencoder``; ``data`` gives the default clip shape and fps).
+        ``ExportSpec`` names (its ``clip`` gives the default clip shape and fps).
         Defaults: CUDA if available, bf16 there and fp32 on the CPU. ``merge_adapters``: run each LoRA mode on its
         own copy of the blocks with the LoRA merged in (``flexify.merge_adapters``; faster, one block copy per
         mode); False runs the peft adapters as trained."""
@@ -119,20 +118,17 @@ class VideoPipeline:
 
         path = Path(path)
         device = device or default_device()
+        spec = read_spec(path)
         model = load_model(path, device, dtype or default_dtype(device), modes)
-        if merge_adapters and model.lora_modes:
-            from .models.flexify import merge_adapters as merge
-
-            merge(model)
-        meta = json.loads((path / "config.json").read_text())
-        cfg = config_from_dict({k: meta[k] for k in ("text", "autoencoder") if k in meta})
-        text_cfg = replace(cfg.text, path=_resolve(cfg.text.path, path), cache_path=_resolve(cfg.text.cache_path, path))
-        ae_cfg = replace(cfg.autoencoder, path=_resolve(cfg.autoencoder.path, path))
-        autoencoder = build_autoencoder(ae_cfg)
+        if merge_adapters:
+            model.mode_adapters.merge()
+        text_cfg = replace(spec.text, path=_resolve(spec.text.path, path),
+                           cache_path=_resolve(spec.text.cache_path, path))
+        autoencoder = build_autoencoder(replace(spec.autoencoder, path=_resolve(spec.autoencoder.path, path)))
         if isinstance(autoencoder, torch.nn.Module):
             autoencoder.to(device)
-        data = meta.get("data", {})
-        defaults = PipelineDefaults(**{k: data[k] for k in ("num_frames", "height", "width", "fps") if k in data})
+        c = spec.clip
+        defaults = PipelineDefaults(num_frames=c.num_frames, height=c.height, width=c.width, fps=c.fps)
         return cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
 
     @classmethod
@@ -145,7 +141,8 @@ class VideoPipeline:
         device = device or default_device()
         with torch.random.fork_rng(devices=[]):  # do not move the caller's global RNG
             torch.manual_seed(seed)
-            model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384, modes=dict(RANDOM_MODES)))
+            model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384,
+                                              modes=preset_modes(ModelConfig.patch_size)))
         model.requires_grad_(False)
         model.to(device=device, dtype=dtype or default_dtype(device))
         return cls(model, build_text_encoder(TextConfig(), device), build_autoencoder(AutoencoderConfig()))
@@ -205,8 +202,7 @@ class VideoPipeline:
         text, text_mask = self._encode(prompts)
         text_lens = [int(n) for n in text_mask.sum(1)]
         # adapter FLOPs count only where the peft path runs (merged stacks carry none)
-        unmerged = set(self.model.lora_modes) - set(self.model.merged_stacks)
-        lora_rank = getattr(self.model, "lora_rank", 0) if unmerged else 0
+        lora_rank = max(self.model.mode_adapters.lora_rank(m) for m in modes)
         kw = dict(lora_rank=lora_rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
         if compute is not None:
             # Only modes whose patch fits this clip are candidates.

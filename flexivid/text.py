@@ -25,11 +25,11 @@ import functools
 import json
 import logging
 import os
-import tempfile
 
 import torch
 
 from flexivid.config import ConfigError, TextConfig
+from flexivid.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -162,19 +162,8 @@ def build_text_cache(encoder, captions: list[str], path: str, dtype: torch.dtype
     tokens, mask = encoder.encode(unique)
     meta = {"captions": json.dumps(unique), "encoder": getattr(encoder, "name", type(encoder).__name__),
             "max_length": str(tokens.shape[1]), "dim": str(tokens.shape[2])}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file({"tokens": tokens.to(dtype).cpu().contiguous(), "mask": mask.cpu().contiguous()}, tmp,
-                  metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    tensors = {"tokens": tokens.to(dtype).cpu().contiguous(), "mask": mask.cpu().contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return len(unique)
 
 

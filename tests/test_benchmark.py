@@ -3,10 +3,10 @@ import json
 
 import torch
 
-from flexivid.config import ModelConfig
+from flexivid.config import ModelConfig, TextConfig
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import flexify
-from flexivid.models.serialization import save_model
+from flexivid.models.modes import flexify, lora_specs
+from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
 from conftest import randomize_zero_init
 
@@ -14,9 +14,8 @@ from conftest import randomize_zero_init
 def _tiny_export(path):
     torch.manual_seed(0)
     m = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384)))
-    flexify(m, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
-    save_model(m, path, extra={"text": {"encoder": "minilm", "max_length": 32}, "autoencoder": {"kind": "pixel"},
-                               "data": {"num_frames": 8, "height": 32, "width": 32, "fps": 8}})
+    flexify(m, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, 4))
+    save_model(m, path, ExportSpec(text=TextConfig(max_length=32), clip=ClipConfig(8, 32, 32, 8.0)))
     return path
 
 
@@ -84,7 +83,7 @@ def test_profile_modes_lora_vs_merged(tmp_path):
 
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "prof"
-    assert prof.main(["--checkpoint", str(ckpt), "--out", str(out), "--batch", "1", "--compile", "off",
+    assert prof.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch", "1", "--compile", "off",
                       "--repeats", "1", "--top", "3"]) == 0
     data = json.loads((out / "profile_modes.json").read_text())
     rows = {(r["variant"], r["mode"]): r for r in data["rows"]}
@@ -95,4 +94,4 @@ def test_profile_modes_lora_vs_merged(tmp_path):
     assert rows[("merged", "coarse_time")]["flops_ratio"] < rows[("lora", "coarse_time")]["flops_ratio"]
     assert len(data["kernels"]["lora/coarse_space"]) == 4  # top 3 + the total
     assert "| merged | coarse_space |" in (out / "profile_modes.md").read_text()
-    assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert prof.main(["--checkpoint", str(tmp_path / "missing"), "--output", str(out)]) == 2

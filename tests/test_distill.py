@@ -8,7 +8,7 @@ from train_utils import TEXT_DIM, build_stub_cache, copy_checkpoint, read_log, r
 from flexivid.config import DataConfig, ModelConfig
 from flexivid.data.synthetic import SyntheticVideoDataset
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import flexify
+from flexivid.models.modes import flexify, lora_specs
 from flexivid.models.serialization import load_model, save_model
 from flexivid.text import CachedTextEncoder
 from flexivid.training.losses import DiffusionObjective
@@ -57,7 +57,7 @@ def run(tmp_path_factory):
 
 
 def flexified_base(tmp):
-    return flexify(load_model(tmp / "base", modes=[]), dict(MODES), lora_rank=RANK)
+    return flexify(load_model(tmp / "base", modes=[]), lora_specs(dict(MODES), RANK))
 
 
 def clips(cache, split: str, n: int):
@@ -136,7 +136,7 @@ def test_shared_weights_variant_trains_everything(run, tmp_path):
     start = read_log(tmp_path / "shared")[0]
     assert start["trainable_params"] == start["total_params"] and set(start["modes"]) == {"full", *MODES}
     model = load_model(tmp_path / "shared" / "export")
-    assert model.lora_modes == () and set(model.modes) == {"full", *MODES}
+    assert model.mode_adapters.lora_modes == () and set(model.modes) == {"full", *MODES}
 
 
 def test_zero3_distillation_matches_zero2(run, tmp_path):

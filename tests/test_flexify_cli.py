@@ -18,7 +18,7 @@ def test_flexify_cli_converts_and_keeps_full_mode(tiny_cfg, tmp_path):
     base = randomize_zero_init(FlexiVideoDiT(tiny_cfg))
     save_model(base, tmp_path / "base")
     r = _run("--checkpoint", str(tmp_path / "base"), "--modes", "coarse_time", "coarse_hw=1,8,8",
-             "--lora-rank", "4", "--out", str(tmp_path / "flex"))
+             "--lora-rank", "4", "--output", str(tmp_path / "flex"))
     assert r.returncode == 0, r.stderr
     assert "trainable parameters" in r.stdout
     flex = load_model(tmp_path / "flex")
@@ -28,5 +28,5 @@ def test_flexify_cli_converts_and_keeps_full_mode(tiny_cfg, tmp_path):
 
 
 def test_flexify_cli_errors_are_one_line(tmp_path):
-    r = _run("--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    r = _run("--checkpoint", str(tmp_path / "missing"), "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no exported flexivid model" in r.stderr

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from flexivid.config import ModelConfig
+from flexivid.config import ModelConfig, TextConfig
 from flexivid.diffusion.schedules import candidate_schedules, flops_fraction, parse_schedule, schedule_flops
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.serialization import save_model
+from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
 from conftest import randomize_zero_init
 
@@ -32,9 +32,8 @@ def checkpoint(tmp_path_factory):
     """Exported tiny model whose config.json names MiniLM, pixel space and a 4x16x16 clip at 6 fps."""
     torch.manual_seed(0)
     model = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=384, modes=dict(MODES))))
-    extra = {"text": {"encoder": "minilm", "max_length": 16}, "autoencoder": {"kind": "pixel"},
-             "data": {"name": "synthetic", "num_frames": 4, "height": 16, "width": 16, "fps": 6}}
-    return save_model(model, tmp_path_factory.mktemp("ckpt") / "export", extra=extra), model
+    spec = ExportSpec(text=TextConfig(max_length=16), clip=ClipConfig(num_frames=4, height=16, width=16, fps=6.0))
+    return save_model(model, tmp_path_factory.mktemp("ckpt") / "export", spec), model
 
 
 def generate(ckpt, out, *extra):

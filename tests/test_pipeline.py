@@ -110,17 +110,17 @@ def test_budget_skips_modes_that_do_not_fit(pipe):
 def test_merged_adapters_match_peft_and_drop_adapter_flops():
     import copy
 
-    from flexivid.models.flexify import flexify, merge_adapters, mode_parameters
+    from flexivid.models.modes import flexify, lora_specs
 
     torch.manual_seed(0)
     base = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16)))
-    flex = flexify(base, dict(MODES), lora_rank=4)
+    flex = flexify(base, lora_specs(dict(MODES), 4))
     for mode in MODES:  # trained-like, non-zero adapters
-        for n, p in mode_parameters(flex, mode).items():
+        for n, p in flex.mode_adapters.parameters_of(mode).items():
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.05)
     merged = copy.deepcopy(flex)
-    merge_adapters(merged)
+    merged.mode_adapters.merge()
     kw = dict(CLIP, schedule="coarse_space:1,coarse_time:1,full:1", seed=3)
     runs = [VideoPipeline(m, StubTextEncoder(), PixelAutoencoder())(["a red circle"], **kw) for m in (flex, merged)]
     (v_peft, i_peft), (v_merged, i_merged) = runs

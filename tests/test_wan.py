@@ -6,6 +6,7 @@ import torch.nn.functional as F
 pytest.importorskip("diffusers")
 from diffusers import WanTransformer3DModel  # noqa: E402
 
+from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer, temporal_layout, wan_rope  # noqa: E402
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
@@ -36,7 +37,7 @@ def randomize_lora(flexi, mode, seed):
 def test_full_is_bit_identical_to_the_original_with_trained_adapters():
     x, t, text = inputs()
     ref = tiny_wan()(x, t, text, return_dict=False)[0]
-    flexi = FlexiWanTransformer(tiny_wan(), MODES, lora_rank=4)
+    flexi = FlexiWanTransformer(tiny_wan(), lora_specs(MODES, 4))
     for i, m in enumerate(MODES):
         randomize_lora(flexi, m, i)
     flexi(x, t, text, mode="coarse_space")  # leave a weak adapter active before the full call
@@ -79,7 +80,7 @@ def test_odd_and_bad_frame_counts():
 @torch.no_grad()
 def test_embed_and_deembed_are_flexivids_projections():
     wan = tiny_wan()
-    flexi = FlexiWanTransformer(wan, {"cs": (1, 4, 4), "ct": (2, 2, 2)}, lora_rank=0)
+    flexi = FlexiWanTransformer(wan, {"cs": (1, 4, 4), "ct": (2, 2, 2)})
     x = torch.randn(1, 4, 4, 8, 8)
     base = lambda v: wan.patch_embedding(v).flatten(2).transpose(1, 2)  # noqa: E731
     # "paper" projection: a weak token equals the base token of its average-pooled patch
@@ -96,7 +97,7 @@ def test_embed_and_deembed_are_flexivids_projections():
 
 def test_lora_isolation_per_mode():
     x, t, text = inputs()
-    flexi = FlexiWanTransformer(tiny_wan(), MODES, lora_rank=4)
+    flexi = FlexiWanTransformer(tiny_wan(), lora_specs(MODES, 4))
     with torch.no_grad():
         before = {m: flexi(x, t, text, mode=m).sample for m in ("full", *MODES)}
         randomize_lora(flexi, "coarse_time", 3)
@@ -117,7 +118,7 @@ def test_lora_isolation_per_mode():
 @torch.no_grad()
 def test_weak_modes_shapes_and_flops():
     x, t, text = inputs(frames=5)
-    flexi = FlexiWanTransformer(tiny_wan(), {**MODES, "big": (2, 4, 4)}, lora_rank=0)
+    flexi = FlexiWanTransformer(tiny_wan(), {**MODES, "big": (2, 4, 4)})
     for mode, tokens in (("full", 80), ("coarse_time", 16 + 32), ("coarse_space", 20), ("big", 4 + 8)):
         assert flexi(x, t, text, mode=mode).sample.shape == x.shape
         assert flexi.num_tokens(mode, x.shape[2:]) == tokens

@@ -12,6 +12,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline  # 
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel  # noqa: E402
 
 from flexivid.video_io import write_video  # noqa: E402
+from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer  # noqa: E402
 from flexivid.integrations.wan_export import load_flexified_wan  # noqa: E402
 from flexivid.integrations.wan_training import load_wan  # noqa: E402
@@ -64,7 +65,7 @@ def test_precompute_then_distil_then_load_the_adapters_onto_the_base(tmp_path):
     with torch.no_grad():
         ref = base(x, t, text, return_dict=False)[0]
         fresh = FlexiWanTransformer(load_wan(None, cfg["distill"]["diffusers_config"]),
-                                    {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
+                                    lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, 4))
         untrained = fresh(x, t, text, mode="coarse_space").sample
         owned = {n for m in ("coarse_time", "coarse_space") for n in fresh.mode_parameters(m)}
         assert start["trainable_params"] == sum(p.numel() for n, p in fresh.named_parameters() if n in owned)

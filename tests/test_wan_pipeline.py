@@ -5,6 +5,7 @@ import torch
 pytest.importorskip("diffusers")
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel  # noqa: E402
 
+from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer  # noqa: E402
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
@@ -35,7 +36,7 @@ def call(pipe, steps=4):
 def test_wan_pipeline_full_bit_identical_then_a_weak_schedule(pipe):
     original = pipe.transformer
     ref = call(pipe)
-    flexi = FlexiWanTransformer(original, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=4)
+    flexi = FlexiWanTransformer(original, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, 4))
     try:
         pipe.transformer = flexi
         assert torch.equal(call(pipe), ref)  # no schedule: every call is full

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from flexivid.eval.kernels import kernel_table, matmul_peak_tflops
+from flexivid.presets import preset_modes
 
 # (preset, latent (C, T, H, W), base patch, batch): the reference DiT-XL trunk at 16x32x32 latents (4096 tokens) and
 # the FlexiDiT paper's video size (32x48x88 latent -> 33,792 tokens at (1,2,2)).
@@ -32,8 +33,7 @@ KERNEL_CASES = {
 
 
 def weak_modes(base):
-    pt, ph, pw = base
-    return {"full": base, "coarse_time": (2 * pt, ph, pw), "coarse_space": (pt, 2 * ph, 2 * pw)}
+    return {"full": base, **preset_modes(base)}
 
 
 def run_kernels(a) -> int:

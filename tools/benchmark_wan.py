@@ -13,7 +13,8 @@ What it measures, in one process:
 3. One real end-to-end run of ``WanPipeline`` (prompt embeddings given, latents out, no VAE) for full and for the
    first schedule, back to back, so the composed times are checked against a real loop.
 
-Weak modes run without adapters: a LoRA merged into the weights has exactly the base linears' shapes and cost.
+Weak modes run as at sampling time, each on its own LoRA-merged copy of the blocks (``mode_adapters.merge``), so
+they cost exactly the base linears; the adapters are freshly initialised (timing does not depend on their values).
 Writes ``wan_benchmark.json`` and ``wan_benchmark.md`` (card, torch and diffusers versions included).
 """
 import argparse
@@ -76,8 +77,9 @@ def main(argv=None) -> int:
     from diffusers import UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     from flexivid.diffusion.schedules import parse_schedule
+    from flexivid.fileio import atomic_write
     from flexivid.integrations.wan import FlexiWanTransformer
-    from flexivid.models.serialization import atomic_write
+    from flexivid.models.modes import lora_specs
 
     t_start = time.perf_counter()
     device = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
@@ -92,9 +94,11 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     with torch.device(device):
         wan = WanTransformer3DModel(**cfg).to(dtype).eval()
-    flexi = FlexiWanTransformer(wan, MODES, lora_rank=0).eval()
+    flexi = FlexiWanTransformer(wan, lora_specs(MODES, rank=64)).eval()
+    flexi.mode_adapters.freeze_all()
+    flexi.mode_adapters.merge()  # the sampling path: each weak mode runs its own LoRA-merged copy of the blocks
     if not a.no_compile:
-        wan.compile_repeated_blocks(dynamic=False)
+        flexi.compile_blocks()
     modes = ["full", *MODES]
     g = torch.Generator(device).manual_seed(0)
     x = torch.randn(1, *latent, device=device, dtype=dtype, generator=g)

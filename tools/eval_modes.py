@@ -11,7 +11,7 @@ import json
 import sys
 
 from flexivid.eval.agreement import held_out_batch, weak_vs_full_mse
-from flexivid.models.flexify import flexify
+from flexivid.models.modes import flexify
 from flexivid.models.serialization import load_model
 from flexivid.pipeline import VideoPipeline
 
@@ -29,13 +29,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     trained = pipe.model.float()
-    weak = {m: p for m, p in trained.modes.items() if m != "full"}
+    weak = {m: s.patch for m, s in trained.config.modes.items()}
     if not weak:
         print(f"error: {a.checkpoint} has no weak modes (only full)", file=sys.stderr)
         return 2
     d = pipe.defaults
     x0, text, mask = held_out_batch(pipe.text_encoder, a.num_clips, d.num_frames, d.height, d.width, a.seed)
-    init = flexify(load_model(a.checkpoint, modes=[]), weak, lora_rank=getattr(trained, "lora_rank", 32))
+    init = flexify(load_model(a.checkpoint, modes=[]), trained.config.modes)
     res = {"checkpoint": a.checkpoint, "num_clips": a.num_clips, "split": "test", "t": "uniform(0, 1)",
            "before": weak_vs_full_mse(init, x0, text, mask, weak, a.seed),
            "after": weak_vs_full_mse(trained, x0, text, mask, weak, a.seed)}

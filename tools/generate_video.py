@@ -147,7 +147,7 @@ def load_pipeline(args):
 
 
 def run(args) -> int:
-    from flexivid.models.serialization import atomic_write
+    from flexivid.fileio import atomic_write
     from flexivid.video_io import to_uint8, write_video
 
     prompts = read_prompts(args)

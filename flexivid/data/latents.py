@@ -26,7 +26,7 @@ def write_clip(path: str | Path, latent: torch.Tensor, text: torch.Tensor, text_
     """Write one clip file atomically (a killed run never leaves a half-written clip)."""
     from safetensors.torch import save_file
 
-    from flexivid.models.serialization import atomic_write
+    from flexivid.fileio import atomic_write
 
     tensors = {"latent": latent.detach().to("cpu", dtype).contiguous(), "text": text.detach().to("cpu", dtype).contiguous(),
                "text_mask": text_mask.detach().to("cpu", torch.bool).contiguous()}

@@ -1,10 +1,12 @@
 """FlexiDiT for diffusers' ``WanTransformer3DModel``: weak patch modes around an unmodified Wan transformer.
 
     wan = WanTransformer3DModel.from_pretrained("Wan2.1-T2V-1.3B-Diffusers", subfolder="transformer")
-    flexi = FlexiWanTransformer(wan, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=64)
+    flexi = FlexiWanTransformer(wan, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, rank=64))
     v = flexi(hidden_states=x, timestep=t, encoder_hidden_states=text, mode="coarse_space").sample
 
 * ``full`` calls the wrapped transformer itself with every adapter disabled: bit-identical to the original.
+* Modes are flexivid's ``ModeSpec`` table run by the generic mode component (``models.modes.ModeAdapters``:
+  adapters, activation, merged stacks, trainable sets); ``lora_specs`` is in ``models.modes``.
 * A weak mode gets its own Conv3d patch embedding and ``proj_out`` de-embedding, initialised from Wan's by the
   same projections as flexivid's DiT (``models.patching``), a zero mode embedding, and one peft LoRA on the
   self-attention (``attn1.to_q/k/v/out.0``) and FFN linears of every block; cross-attention stays frozen.
@@ -34,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..diffusion.schedules import FULL, PatchSchedule, parse_schedule
+from ..diffusion.schedules import PatchSchedule, parse_schedule
+from ..models.modes import FULL, ModeAdapters, ModeSpec, flexify
 from ..models.patching import project_deembed, project_embed_kernel
 from ..models.positions import token_coordinates
 
 # Self-attention and FFN linears of every block (flexivid's DiT adapts the same set).
-LORA_TARGETS = r"blocks\.\d+\.(attn1\.(to_q|to_k|to_v|to_out\.0)|ffn\.net\.(0\.proj|2))"
+LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ffn.net.0.proj", "ffn.net.2")
 
 Patch = tuple[int, int, int]
 
@@ -97,36 +100,28 @@ class FlexiWanTransformer(nn.Module):
 
     Args:
         transformer: the diffusers model (kept as ``self.transformer``; its weights are not changed).
-        modes: weak mode name -> patch ``(pt, ph, pw)``, each a multiple of Wan's base patch.
-        lora_rank: rank of each weak mode's LoRA (0: no adapters, every weight frozen except the new embeddings).
-        lora_alpha: LoRA alpha (default: the rank).
+        modes: weak mode name -> ``ModeSpec`` (or a bare patch: no adapter), each patch a multiple of Wan's base
+            patch; added by ``models.modes.flexify``, so only what the modes add trains. ``lora_specs`` builds the
+            usual table, e.g. ``lora_specs({"coarse_time": (2, 2, 2)}, rank=64)``.
         projection: ``paper`` or ``pinv`` (``models.patching.embed_projection``).
     """
 
-    def __init__(self, transformer: nn.Module, modes: dict, lora_rank: int = 64, lora_alpha: float | None = None,
-                 projection: str = "paper"):
+    def __init__(self, transformer: nn.Module, modes: dict | None = None, projection: str = "paper"):
         super().__init__()
         self.transformer = transformer
+        self.projection = projection
         self.base: Patch = tuple(int(p) for p in transformer.config.patch_size)
-        self.patches: dict[str, Patch] = {FULL: self.base}
         self.embed = nn.ModuleDict()
         self.deembed = nn.ModuleDict()
         self.mode_embed = nn.ParameterDict()
-        self.lora_modes: tuple[str, ...] = ()
-        self.lora_rank, self.lora_alpha = 0, 0.0
-        self.merged_blocks: dict[str, nn.ModuleList] = {}
+        self.specs: dict[str, ModeSpec] = {}  # the mode table, shared with the mode component
+        self.mode_adapters = ModeAdapters(self, self.specs, blocks="transformer.blocks", targets=LORA_TARGETS,
+                                          mode_params=self._mode_layers)
         self.schedule: PatchSchedule | None = None
-        self.calls: list[tuple[str, int]] = []  # (mode, FLOPs) of each call since set_schedule / reset_flops
+        self.calls: list[tuple[int, int]] = []  # (FLOPs, full-mode FLOPs) of each call since set_schedule
         self._call: tuple[str, int | None] | None = None
-        if not modes:
-            raise ValueError("give at least one weak mode, e.g. {'coarse_space': (1, 4, 4)}")
-        for name, patch in modes.items():
-            self._add_mode(name, tuple(int(p) for p in patch), projection)
-        transformer.requires_grad_(False)
-        if lora_rank:
-            self._add_lora(list(modes), lora_rank, lora_alpha)
-        self._trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        self.activate(FULL)
+        if modes:
+            flexify(self, modes)
 
     # ------------------------------------------------------------------------------------------ diffusers API
     @property
@@ -143,7 +138,7 @@ class FlexiWanTransformer(nn.Module):
 
     @property
     def modes(self) -> dict[str, Patch]:
-        return dict(self.patches)
+        return {FULL: self.base, **{m: s.patch for m, s in self.specs.items()}}
 
     @contextlib.contextmanager
     def cache_context(self, name: str, **kwargs):
@@ -156,12 +151,14 @@ class FlexiWanTransformer(nn.Module):
             self._call = None
 
     # ------------------------------------------------------------------------------------------------ modes
-    def _add_mode(self, name: str, patch: Patch, projection: str) -> None:
-        if name == FULL or name in self.patches:
-            raise ValueError(f"mode name '{name}' is taken (modes: {', '.join(self.patches)}); name weak modes "
+    def add_mode(self, name: str, spec: ModeSpec) -> None:
+        """Add a weak mode: embed / de-embed projected from Wan's, zero mode embedding, and its adapter."""
+        patch = spec.patch
+        if name == FULL or name in self.specs:
+            raise ValueError(f"mode name '{name}' is taken (modes: {', '.join(self.modes)}); name weak modes "
                              f"e.g. coarse_time")
-        if len(patch) != 3 or any(p < 1 or p % b for p, b in zip(patch, self.base)):
-            raise ValueError(f"mode '{name}' patch {patch} must be 3 positive multiples of Wan's patch {self.base}")
+        if any(p % b for p, b in zip(patch, self.base)):
+            raise ValueError(f"mode '{name}' patch {patch} must be a multiple of Wan's patch {self.base}")
         conv, lin = self.transformer.patch_embedding, self.transformer.proj_out
         c_out = lin.out_features // math.prod(self.base)
         embeds, deembeds = nn.ModuleDict(), nn.ModuleDict()
@@ -170,7 +167,7 @@ class FlexiWanTransformer(nn.Module):
             e = nn.Conv3d(conv.in_channels, conv.out_channels, p, stride=p).to(conv.weight.device, conv.weight.dtype)
             d = nn.Linear(lin.in_features, c_out * math.prod(p)).to(lin.weight.device, lin.weight.dtype)
             with torch.no_grad():
-                e.weight.copy_(project_embed_kernel(conv.weight, self.base, p, projection))
+                e.weight.copy_(project_embed_kernel(conv.weight, self.base, p, self.projection))
                 e.bias.copy_(conv.bias)
                 # Wan orders proj_out features (pt, ph, pw, c); flexivid's projection takes (c, pt, ph, pw).
                 w = lin.weight.unflatten(0, (*self.base, c_out)).permute(3, 0, 1, 2, 4).flatten(0, 3)
@@ -182,39 +179,28 @@ class FlexiWanTransformer(nn.Module):
         self.embed[name], self.deembed[name] = embeds, deembeds
         self.mode_embed[name] = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device,
                                                          dtype=conv.weight.dtype))
-        self.patches[name] = patch
+        self.mode_adapters.add(name, spec)
 
-    def _add_lora(self, modes: list[str], rank: int, alpha: float | None) -> None:
-        import warnings
-
-        from peft import LoraConfig, inject_adapter_in_model
-
-        for name in modes:
-            cfg = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, lora_dropout=0.0)
-            with warnings.catch_warnings():  # peft warns that a second adapter is added: that is the design here
-                warnings.simplefilter("ignore", UserWarning)
-                inject_adapter_in_model(cfg, self.transformer, adapter_name=name)
-        for n, p in self.transformer.named_parameters():
-            p.requires_grad_(any(f"lora_{ab}.{m}." in n for m in modes for ab in "AB"))
-        self.lora_modes, self.lora_rank, self.lora_alpha = tuple(modes), rank, float(alpha or rank)
-
-    def activate(self, mode: str) -> None:
-        """Enable exactly ``mode``'s adapter (none for ``full``)."""
-        if self.lora_modes:
-            from ..models.flexify import activate_mode
-
-            activate_mode(self, mode)
+    def _mode_layers(self, mode: str) -> dict[str, nn.Parameter]:
+        """This wrapper's own parameters of ``mode``: embeddings, de-embeddings and mode embedding."""
+        return {n: p for n, p in self.named_parameters()
+                if n == f"mode_embed.{mode}" or n.startswith((f"embed.{mode}.", f"deembed.{mode}."))}
 
     def mode_parameters(self, mode: str) -> dict[str, nn.Parameter]:
-        """Parameters owned by one weak mode: its LoRA, embeddings, de-embeddings and mode embedding."""
-        return {n: p for n, p in self.named_parameters()
-                if f"lora_A.{mode}." in n or f"lora_B.{mode}." in n or n == f"mode_embed.{mode}"
-                or n.startswith((f"embed.{mode}.", f"deembed.{mode}."))}
+        """Parameters owned by one weak mode: its LoRA and its own layers (``ModeAdapters.parameters_of``)."""
+        return self.mode_adapters.parameters_of(mode)
+
+    def compile_blocks(self) -> None:
+        """Regional ``torch.compile`` of every block stack: Wan's and the merged copies (``mode_adapters.merge``)."""
+        for stack in (self.transformer.blocks, *self.mode_adapters.merged.values()):
+            for block in stack:
+                block.compile(dynamic=False)
 
     def check_mode(self, mode: str) -> Patch:
-        if mode not in self.patches:
-            raise ValueError(f"unknown mode {mode!r}; this model has modes: {', '.join(self.patches)}")
-        return self.patches[mode]
+        modes = self.modes
+        if mode not in modes:
+            raise ValueError(f"unknown mode {mode!r}; this model has modes: {', '.join(modes)}")
+        return modes[mode]
 
     # -------------------------------------------------------------------------------------------- schedules
     def set_schedule(self, schedule: str | PatchSchedule | None, steps: int | None = None) -> None:
@@ -263,7 +249,7 @@ class FlexiWanTransformer(nn.Module):
         text_len = encoder_hidden_states.shape[1]
         self.calls.append((self.forward_flops(mode, shape[1:], text_len, shape[0]),
                            self.forward_flops(FULL, shape[1:], text_len, shape[0])))
-        self.activate(mode)
+        self.mode_adapters.activate(mode)
         if mode == FULL:
             return self.transformer(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image,
                                     return_dict=return_dict, attention_kwargs=attention_kwargs)
@@ -277,7 +263,7 @@ class FlexiWanTransformer(nn.Module):
 
     def _forward_weak(self, x, timestep, text, image, mode: str, layout) -> torch.Tensor:
         """Wan's forward with the mode's tokenizer, RoPE tables and de-tokenizer; x ``(B, C, T, H, W)``."""
-        wan, patch = self.transformer, self.patches[mode]
+        wan, patch = self.transformer, self.specs[mode].patch
         if timestep.ndim != 1:
             raise ValueError("weak modes take one timestep per sample (B,); per-token timesteps (Wan 2.2 TI2V) "
                              "run only in the full mode")
@@ -290,7 +276,7 @@ class FlexiWanTransformer(nn.Module):
         tproj = tproj.unflatten(1, (6, -1))
         if image is not None:
             text = torch.cat([image, text], dim=1)
-        for block in self.merged_blocks.get(mode, wan.blocks):
+        for block in self.mode_adapters.blocks_for(mode):
             if torch.is_grad_enabled() and wan.gradient_checkpointing:
                 tokens = wan._gradient_checkpointing_func(block, tokens, text, tproj, rope)
             else:
@@ -312,7 +298,8 @@ class FlexiWanTransformer(nn.Module):
     def _deembed(self, tokens: torch.Tensor, mode: str, kind: str, thw) -> torch.Tensor:
         """tokens ``(B, n, D)`` -> video ``(B, C, t, H, W)`` (Wan's unpatchify: features ordered pt, ph, pw, c)."""
         lin = self.deembed[mode][kind]
-        pt, ph, pw = self.patches[mode] if kind == "body" else (1, *self.patches[mode][1:])
+        patch = self.specs[mode].patch
+        pt, ph, pw = patch if kind == "body" else (1, *patch[1:])
         t, h, w = thw
         y = lin(tokens).reshape(tokens.shape[0], t // pt, h // ph, w // pw, pt, ph, pw, -1)
         return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(tokens.shape[0], -1, t, h, w)
@@ -323,8 +310,8 @@ class FlexiWanTransformer(nn.Module):
 
     def forward_flops(self, mode: str, latent_shape, text_len: int = 512, batch: int = 1) -> int:
         """FLOPs of one forward in ``mode`` (``wan_forward_flops``); adapters count while unmerged."""
-        lora = self.lora_rank if mode in self.lora_modes and mode not in self.merged_blocks else 0
-        return wan_forward_flops(self.config, self.check_mode(mode), latent_shape, text_len, batch, lora)
+        patch = self.check_mode(mode)
+        return wan_forward_flops(self.config, patch, latent_shape, text_len, batch, self.mode_adapters.lora_rank(mode))
 
 
 def num_tokens(patch: Patch, latent_thw: tuple[int, int, int], mode: str = "") -> int:

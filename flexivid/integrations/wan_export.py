@@ -3,7 +3,7 @@
 flexivid never re-saves (or ships) Wan's weights. An export directory holds::
 
     config.json                  {"format": "flexivid-diffusers", "diffusers_class", "base": {path, config},
-                                  "modes": {name: patch}, "lora_rank", "lora_alpha", "projection", ...}
+                                  "modes": {name: ModeSpec dict}, "projection", "provenance"}
     adapters/<mode>.safetensors  the mode's LoRA, patch embeddings, de-embeddings and mode embedding
 
     pipe = WanPipeline.from_pretrained(WAN_FOLDER, torch_dtype=torch.bfloat16)
@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..models.serialization import atomic_write
+from ..fileio import atomic_write
+from ..models.modes import ModeSpec
 from .wan import FlexiWanTransformer
 
 FORMAT = "flexivid-diffusers"
@@ -32,16 +33,16 @@ def _jsonable(config) -> dict:
 
 
 def save_flexified_wan(flexi: FlexiWanTransformer, out_dir: str | os.PathLike, base_path: str | None = None,
-                       projection: str = "paper", extra: dict | None = None) -> Path:
+                       extra: dict | None = None) -> Path:
     """Write ``flexi``'s weak modes to ``out_dir`` (float32 tensors, atomic files); returns the directory."""
     out = Path(out_dir)
-    modes = {m: list(p) for m, p in flexi.modes.items() if m != "full"}
+    modes = {m: spec.to_dict() for m, spec in flexi.specs.items()}
     meta = {"format": FORMAT, "diffusers_class": type(flexi.transformer).__name__,
             "base": {"path": base_path, "config": _jsonable(flexi.config)}, "modes": modes,
-            "lora_rank": flexi.lora_rank, "lora_alpha": flexi.lora_alpha, "projection": projection, **(extra or {})}
-    for mode, patch in modes.items():
+            "projection": flexi.projection, **(extra or {})}
+    for mode, spec in modes.items():
         tensors = {n: p.detach().float().contiguous().cpu() for n, p in flexi.mode_parameters(mode).items()}
-        info = {"mode": mode, "patch": json.dumps(patch)}
+        info = {"mode": mode, "spec": json.dumps(spec)}
         atomic_write(out / "adapters" / f"{mode}.safetensors", lambda p, t=tensors, i=info: save_file(t, p, metadata=i))
     atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return out
@@ -71,8 +72,8 @@ def load_flexified_wan(transformer, export_dir: str | os.PathLike, modes: list[s
     if unknown:
         raise ValueError(f"mode(s) {', '.join(unknown)} not in {path}; it has: {', '.join(available)}")
     dtype = transformer.dtype
-    flexi = FlexiWanTransformer(transformer, {m: tuple(available[m]) for m in wanted}, lora_rank=meta["lora_rank"],
-                                lora_alpha=meta["lora_alpha"], projection=meta.get("projection", "paper"))
+    flexi = FlexiWanTransformer(transformer, {m: ModeSpec.from_value(available[m]) for m in wanted},
+                                projection=meta["projection"])
     for mode in wanted:
         file = path / "adapters" / f"{mode}.safetensors"
         if not file.is_file():
@@ -83,4 +84,5 @@ def load_flexified_wan(transformer, export_dir: str | os.PathLike, modes: list[s
         with torch.no_grad():
             for n, t in tensors.items():
                 params[n].copy_(t.to(params[n].dtype))
-    return flexi.to(dtype).requires_grad_(False).eval()
+    flexi.mode_adapters.freeze_all()
+    return flexi.to(dtype).eval()

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models.modes import lora_specs
 from .wan import FlexiWanTransformer
 from .wan_export import save_flexified_wan
 
@@ -50,12 +51,8 @@ class WanDenoiser(nn.Module):
         return self.flexi.modes
 
     @property
-    def lora_modes(self) -> tuple[str, ...]:
-        return self.flexi.lora_modes
-
-    @property
-    def lora_rank(self) -> int:
-        return self.flexi.lora_rank
+    def mode_adapters(self):
+        return self.flexi.mode_adapters
 
     def forward(self, x, t, text, text_mask=None, mode: str = "full") -> torch.Tensor:
         """``x (B, C, T, H, W)``, ``t (B,)`` in [0, 1], ``text (B, L, Dt)`` -> velocity ``(B, C, T, H, W)``."""
@@ -77,8 +74,8 @@ class WanDenoiser(nn.Module):
                 text_mask.bool() & ~drop[:, None])
 
     def compile_blocks(self) -> None:
-        """Regional ``torch.compile`` of Wan's blocks (diffusers' ``compile_repeated_blocks``)."""
-        self.flexi.transformer.compile_repeated_blocks(dynamic=False)
+        """Regional ``torch.compile`` of the block stacks."""
+        self.flexi.compile_blocks()
 
     def forward_flops(self, mode: str, latent_shape, text_len: int, batch: int = 1, lora_rank: int = 0) -> int:
         """FLOPs of one forward; ``lora_rank`` is ignored (the wrapper knows whether its adapters are merged)."""
@@ -87,9 +84,10 @@ class WanDenoiser(nn.Module):
     def mode_parameters(self, mode: str) -> dict[str, nn.Parameter]:
         return {f"flexi.{n}": p for n, p in self.flexi.mode_parameters(mode).items()}
 
-    def export(self, out_dir, extra: dict | None = None) -> Path:
-        """Write the weak modes (never Wan's own weights) for ``wan_export.load_flexified_wan``."""
-        return save_flexified_wan(self.flexi, out_dir, self.base_path, extra=extra)
+    def export(self, out_dir, spec) -> Path:
+        """Write the weak modes (never Wan's own weights) for ``wan_export.load_flexified_wan``; of the run's
+        ``ExportSpec`` only the provenance applies (the text encoder and VAE are the user's Wan's)."""
+        return save_flexified_wan(self.flexi, out_dir, self.base_path, extra={"provenance": spec.provenance})
 
 
 def build_wan_student(d) -> WanDenoiser:
@@ -98,6 +96,6 @@ def build_wan_student(d) -> WanDenoiser:
     if d.shared_weights:
         raise ValueError("distill.shared_weights is not supported for diffusers models (they are distilled with "
                          "one LoRA per mode); set it to false")
-    flexi = FlexiWanTransformer(load_wan(d.diffusers_path, d.diffusers_config), dict(d.modes), lora_rank=d.lora_rank,
-                                lora_alpha=d.lora_alpha)
+    flexi = FlexiWanTransformer(load_wan(d.diffusers_path, d.diffusers_config),
+                                lora_specs(d.modes, d.lora_rank, d.lora_alpha))
     return WanDenoiser(flexi, d.diffusers_path)

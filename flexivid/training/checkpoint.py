@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import os
 import random
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import Config, config_to_dict
+from ..config import Config, TextConfig
+from ..fileio import atomic_write
 from ..models.dit import FlexiVideoDiT
-from ..models.serialization import atomic_write, save_model
+from ..models.serialization import ClipConfig, ExportSpec, save_model
 from .ema import EMA
 
 LATEST = "latest"
@@ -186,7 +188,7 @@ def load_checkpoint(engine, out_dir: str | os.PathLike, universal: bool = False)
     return client
 
 
-def source_text_config(cfg: Config) -> dict:
+def source_text_config(cfg: Config) -> TextConfig:
     """The text encoder that produced the training embeddings, as a ``TextConfig`` dict for generation.
 
     Training may read a cache (``text.encoder: cache``); generation needs the encoder that built it, which the
@@ -194,8 +196,8 @@ def source_text_config(cfg: Config) -> dict:
     no cache (generation encodes free prompts; the cache only holds training captions). A cache of unknown origin
     keeps the YAML's text config.
     """
-    text = config_to_dict(cfg.text)
-    if cfg.text.encoder != "cache" or not cfg.text.cache_path or not Path(cfg.text.cache_path).is_file():
+    text = cfg.text
+    if text.encoder != "cache" or not text.cache_path or not Path(text.cache_path).is_file():
         return text
     from safetensors import safe_open
 
@@ -203,23 +205,24 @@ def source_text_config(cfg: Config) -> dict:
         meta = f.metadata() or {}
     kind, _, where = (meta.get("encoder") or "").partition(":")  # text.py writes "minilm:<name>" / "hf:<path>"
     if kind in ("minilm", "hf"):
-        text.update(encoder=kind, path=where if kind == "hf" else None, cache_path=None)
+        text = dataclasses.replace(text, encoder=kind, path=where if kind == "hf" else None, cache_path=None)
         if meta.get("max_length"):
-            text["max_length"] = int(meta["max_length"])
+            text = dataclasses.replace(text, max_length=int(meta["max_length"]))
     return text
 
 
-def export_extra(cfg: Config, step: int) -> dict:
-    """Everything besides the weights that generation needs to rebuild the run from the export alone."""
+def export_spec(cfg: Config, step: int) -> ExportSpec:
+    """Everything besides the weights that generation needs to rebuild the run from the export alone (the model
+    config is the exported model's own)."""
     d = cfg.data
-    return {"text": source_text_config(cfg), "autoencoder": config_to_dict(cfg.autoencoder),
-            "data": {"name": d.name, "num_frames": d.num_frames, "height": d.height, "width": d.width, "fps": d.fps},
-            "training": {"stage": cfg.stage, "step": step, "seed": cfg.seed, "weights": "ema",
-                         "ema_decay": cfg.train.ema_decay,
-                         "shared_weights": cfg.stage == "distill" and cfg.distill.shared_weights}}
+    return ExportSpec(text=source_text_config(cfg), autoencoder=cfg.autoencoder,
+                      clip=ClipConfig(d.num_frames, d.height, d.width, float(d.fps)),
+                      provenance={"stage": cfg.stage, "step": step, "seed": cfg.seed, "weights": "ema",
+                                  "ema_decay": cfg.train.ema_decay, "data": d.name,
+                                  "shared_weights": cfg.stage == "distill" and cfg.distill.shared_weights})
 
 
-def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, extra: dict) -> Path:
+def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, spec: ExportSpec) -> Path:
     """Write ``fresh`` (a CPU float32 model with the run's structure and frozen weights) with the EMA weights.
 
     Every trainable parameter must be in the EMA and vice versa, so the export can never silently mix weights.
@@ -233,5 +236,5 @@ def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, extra
         for n, v in ema.shadow.items():
             params[n].copy_(v.to(params[n].device, params[n].dtype))
     if hasattr(fresh, "export"):  # a diffusers model exports its weak modes only
-        return fresh.export(Path(out_dir) / "export", extra=extra)
-    return save_model(fresh, Path(out_dir) / "export", extra=extra)
+        return fresh.export(Path(out_dir) / "export", spec)
+    return save_model(fresh, Path(out_dir) / "export", spec)

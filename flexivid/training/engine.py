@@ -44,7 +44,7 @@ from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
 from .batches import StepSampler, collate, step_generator, step_mode
-from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint, saved_world_size, to_universal
+from .checkpoint import export_ema, export_spec, load_checkpoint, save_checkpoint, saved_world_size, to_universal
 from .deepspeed_config import resolve_precision, zero_stage
 from .ema import EMA
 from .losses import DiffusionObjective
@@ -110,7 +110,7 @@ class Trainer:
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.out_dir = Path(cfg.train.out_dir)
         self.resume = resume
-        from ..models.flexify import trainable_summary
+        from ..models.modes import trainable_summary
 
         deepspeed = _init_deepspeed(self.device)
         self.saved_world = saved_world_size(self.out_dir) if resume else None
@@ -158,15 +158,15 @@ class Trainer:
 
                 model.load_state_dict(load_model(cfg.train.init_from, modes=[]).state_dict())
             return model
-        from ..models.flexify import flexify, mode_parameters
+        from ..models.modes import flexify, lora_specs
         from ..models.serialization import load_model
 
         d = cfg.distill
         model = load_model(d.base_checkpoint, modes=[])
-        flexify(model, dict(d.modes), lora_rank=d.lora_rank, lora_alpha=d.lora_alpha, shared_weights=d.shared_weights)
+        flexify(model, lora_specs(d.modes, d.lora_rank, d.lora_alpha, shared=d.shared_weights))
         got = {n for n, p in model.named_parameters() if p.requires_grad}
         want = ({n for n, _ in model.named_parameters()} if d.shared_weights
-                else {n for m in d.modes for n in mode_parameters(model, m)})
+                else {n for m in d.modes for n in model.mode_adapters.parameters_of(m)})
         if got != want:  # the LoRA variant must leave the base (and so the full mode) untouched
             raise RuntimeError(f"trainable parameters differ from the expected set: {sorted(got ^ want)[:4]}")
         return model
@@ -222,7 +222,7 @@ class Trainer:
     def _step_flops(self, mode: str, latent_shape) -> float:
         """Estimated FLOPs of one optimizer step on one GPU (fwd + bwd = 3 x forward; teacher forward once)."""
         mcfg, b = self.model.config, self.cfg.train.micro_batch_size * self.cfg.train.grad_accum
-        lora = getattr(self.model, "lora_rank", 0) if mode in self.model.lora_modes else 0
+        lora = self.model.mode_adapters.lora_rank(mode)
         flops = getattr(self.model, "forward_flops", None)  # diffusers models count their own architecture
         fwd = flops or (lambda m, *a: forward_flops(mcfg, self.model.modes[m], *a))
         fl = 3 * fwd(mode, latent_shape, self._text_len, b, lora)
@@ -262,7 +262,7 @@ class Trainer:
                   "seeds": "noise, timesteps, dropout and modes are derived from (seed, step, rank)"}
         save_checkpoint(self.engine, self.out_dir, step, client, self.cfg.train.keep_checkpoints)
         if self.rank == 0:
-            export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, step))
+            export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, step))
         dist.barrier()
 
     def _train_steps(self, monitor: TrainMonitor) -> None:
@@ -324,7 +324,7 @@ class Trainer:
                           f"{describe_backend(getattr(self.model.config, 'attention_backend', 'auto'), self.device)}")
             self._train_steps(monitor)
             if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
-                export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, start))
+                export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, start))
             prints = self._fingerprints()
             monitor.event({"event": "end", "step": max(start, t.steps), "replica_fingerprints": prints,
                            "replicas_identical": None if prints is None else len(set(prints)) == 1,
