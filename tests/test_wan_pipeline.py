@@ -5,8 +5,8 @@ import torch
 pytest.importorskip("diffusers")
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel  # noqa: E402
 
-from flexivid.models.modes import lora_specs  # noqa: E402
 from flexivid.integrations.wan import FlexiWanTransformer  # noqa: E402
+from flexivid.models.modes import lora_specs  # noqa: E402
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
             text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2, rope_max_seq_len=64)
