@@ -141,3 +141,18 @@ def test_merged_stacks_match_the_peft_path_and_drop_the_adapter_flops():
         torch.testing.assert_close(flexi(x, t, text, mode=m).sample, peft[m], rtol=1e-5, atol=1e-5)
     assert torch.equal(flexi(x, t, text).sample, peft["full"])
     assert flexi.forward_flops("coarse_time", x.shape[1:], 7) < unmerged
+
+
+def test_merge_keeps_each_tensors_dtype_in_a_mixed_precision_wan():
+    wan = tiny_wan()
+    keep = wan._keep_in_fp32_modules  # as from_pretrained(torch_dtype=bf16) loads it: norms, tables, time MLP fp32
+    for name, p in wan.named_parameters():
+        if not any(k in name.split(".") for k in keep):
+            p.data = p.data.to(torch.bfloat16)
+    flexi = FlexiWanTransformer(wan, lora_specs(MODES, 4))
+    flexi.mode_adapters.merge()
+    stack = flexi.mode_adapters.blocks_for("coarse_time")
+    assert stack[0].scale_shift_table.dtype == torch.float32 and stack[0].attn1.to_q.weight.dtype == torch.bfloat16
+    x, t, text = inputs()
+    with torch.no_grad():
+        assert flexi(x.bfloat16(), t, text.bfloat16(), mode="coarse_time").sample.dtype == torch.bfloat16
