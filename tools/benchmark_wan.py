@@ -130,7 +130,8 @@ def main(argv=None) -> int:
             times[mode].append(timed(lambda: guided_step(mode), device))
     flops = {m: 2 * flexi.forward_flops(m, latent, text_len) for m in modes}
     med = {m: statistics.median(v) for m, v in times.items()}
-    rows = [dict(mode=m, patch=list(flexi.modes[m]), tokens=flexi.num_tokens(m, latent[1:]), tflops_step=flops[m] / 1e12,
+    rows = [dict(mode=m, patch=list(flexi.modes[m]), tokens=flexi.num_tokens(m, latent[1:]),
+                 tflops_step=flops[m] / 1e12,
                  flops_ratio=flops[m] / flops["full"], ms_median=1e3 * med[m], ms_min=1e3 * min(times[m]),
                  ms_max=1e3 * max(times[m]), time_ratio=med[m] / med["full"],
                  time_over_flops=(med[m] / med["full"]) / (flops[m] / flops["full"])) for m in modes]
@@ -168,11 +169,11 @@ def main(argv=None) -> int:
                            composed_speedup=full_composed / composed, real_s=real,
                            real_speedup=None if real is None else full_real / real))
     recompiled = compiled_graphs() - graphs  # must be 0: a compile inside a timed run would inflate it
-    result = dict(card=card, graphs_compiled_while_timing=recompiled, torch=torch.__version__, diffusers=diffusers.__version__, dtype=str(dtype),
+    result = dict(card=card, torch=torch.__version__, diffusers=diffusers.__version__, dtype=str(dtype),
                   compiled=not a.no_compile, config=cfg, latent=list(latent), text_len=text_len, batch=1,
                   steps=a.steps, repeats=a.repeats, guidance_scale=a.guidance_scale, modes=rows,
                   full=dict(composed_s=full_composed, real_s=full_real), schedules=scheds,
-                  step_times_s=times, total_s=time.perf_counter() - t_start)
+                  step_times_s=times, graphs_compiled_while_timing=recompiled, total_s=time.perf_counter() - t_start)
     out = Path(a.output)
     atomic_write(out / "wan_benchmark.json", lambda p: Path(p).write_text(json.dumps(result, indent=2)))
     atomic_write(out / "wan_benchmark.md", lambda p: Path(p).write_text(markdown(result)))
@@ -182,8 +183,9 @@ def main(argv=None) -> int:
 
 def markdown(r: dict) -> str:
     lines = [f"{r['card']} | torch {r['torch']} | diffusers {r['diffusers']} | {r['dtype']} | "
-             f"{'compiled (regional)' if r['compiled'] else 'eager'} | latent {tuple(r['latent'])} | text {r['text_len']} "
-             f"tokens | batch 1, guided (2 calls per step) | {r['repeats']} round-robin repeats", "",
+             f"{'compiled (regional)' if r['compiled'] else 'eager'} | latent {tuple(r['latent'])} | "
+             f"text {r['text_len']} tokens | batch 1, guided (2 calls per step) | "
+             f"{r['repeats']} round-robin repeats", "",
              "| mode | patch | tokens | TFLOPs / step | FLOPs ratio | ms / step (median) | min | max | time ratio | "
              "time ratio / FLOPs ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in r["modes"]:

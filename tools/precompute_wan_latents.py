@@ -26,7 +26,7 @@ import torch
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--wan", required=True, help="local diffusers Wan pipeline folder (vae/, text_encoder/, tokenizer/)")
+    ap.add_argument("--wan", required=True, help="diffusers Wan pipeline folder (vae/, text_encoder/, tokenizer/)")
     ap.add_argument("--videos", required=True, help="folder of videos")
     ap.add_argument("--captions", required=True, help="CSV (path,caption) or JSONL captions file")
     ap.add_argument("--output", required=True, help="folder for the clip files")

@@ -28,7 +28,8 @@ def write_clip(path: str | Path, latent: torch.Tensor, text: torch.Tensor, text_
 
     from flexivid.fileio import atomic_write
 
-    tensors = {"latent": latent.detach().to("cpu", dtype).contiguous(), "text": text.detach().to("cpu", dtype).contiguous(),
+    tensors = {"latent": latent.detach().to("cpu", dtype).contiguous(),
+               "text": text.detach().to("cpu", dtype).contiguous(),
                "text_mask": text_mask.detach().to("cpu", torch.bool).contiguous()}
     atomic_write(path, lambda p: save_file(tensors, p, metadata={"caption": caption}))
 

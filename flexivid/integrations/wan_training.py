@@ -28,7 +28,8 @@ def load_wan(path: str | None, config: dict | None = None) -> nn.Module:
         if not ((root / sub) if sub else root).joinpath("config.json").is_file():
             raise FileNotFoundError(f"distill.diffusers_path {root} holds no Wan transformer (expected config.json "
                                     f"there or in transformer/, as in Wan-AI/Wan2.1-T2V-1.3B-Diffusers)")
-        return WanTransformer3DModel.from_pretrained(root, subfolder=sub, local_files_only=True, torch_dtype=torch.float32)
+        return WanTransformer3DModel.from_pretrained(root, subfolder=sub, local_files_only=True,
+                                                     torch_dtype=torch.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return WanTransformer3DModel(**(config or {}))
