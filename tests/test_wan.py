@@ -6,7 +6,8 @@ import torch.nn.functional as F
 pytest.importorskip("diffusers")
 from diffusers import WanTransformer3DModel  # noqa: E402
 
-from flexivid.integrations.wan import FlexiWanTransformer, temporal_layout, wan_rope  # noqa: E402
+from flexivid.integrations.layout import temporal_layout  # noqa: E402
+from flexivid.integrations.wan import FlexiWanTransformer, wan_rope  # noqa: E402
 from flexivid.models.modes import lora_specs  # noqa: E402
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
@@ -49,19 +50,19 @@ def test_rope_tables_equal_wans_at_the_base_patch_and_sit_at_base_grid_centres()
     wan = tiny_wan()
     x = torch.zeros(1, 4, 5, 8, 12)
     cos, sin = wan.rope(x)
-    c2, s2 = wan_rope(((0, 5, "body"),), (1, 2, 2), (1, 2, 2), (4, 6), 12, 10000.0, "cpu")
+    c2, s2 = wan_rope(((0, 5, "body"),), (1, 2, 2), (1, 2, 2), (8, 12), 12, 10000.0, "cpu")
     assert torch.equal(cos, c2) and torch.equal(sin, s2)
     # coarse_time on 5 latent frames: frame 0 alone at t=0, then pairs (1,2), (3,4) centred at t=1.5, 3.5
     layout = temporal_layout((5, 8, 12), (2, 2, 2), "coarse_time")
     assert layout == ((0, 1, "first"), (1, 5, "body"))
-    ct, _ = wan_rope(layout, (2, 2, 2), (1, 2, 2), (4, 6), 12, 10000.0, "cpu")
+    ct, _ = wan_rope(layout, (2, 2, 2), (1, 2, 2), (8, 12), 12, 10000.0, "cpu")
     n = 24  # tokens per frame group
     t_freq = 1.0 / 10000.0 ** (torch.arange(0, 4, 2, dtype=torch.float64) / 4)  # Wan: t axis gets 12 - 2*4 dims
     for token, t_pos in ((0, 0.0), (n, 1.5), (2 * n, 3.5)):
         want = torch.cos(t_pos * t_freq).repeat_interleave(2).float()
         assert torch.equal(ct[0, token, 0, :4], want)
     # coarse_space: 2x2 base tokens per token, centred at 0.5, 2.5, ...
-    cs, _ = wan_rope(((0, 5, "body"),), (1, 4, 4), (1, 2, 2), (2, 3), 12, 10000.0, "cpu")
+    cs, _ = wan_rope(((0, 5, "body"),), (1, 4, 4), (1, 2, 2), (8, 12), 12, 10000.0, "cpu")
     hw_freq = 1.0 / 10000.0 ** (torch.arange(0, 4, 2, dtype=torch.float64) / 4)
     assert torch.equal(cs[0, 1, 0, 8:], torch.cos(2.5 * hw_freq).repeat_interleave(2).float())  # w index 1
     assert torch.equal(cs[0, 3, 0, 4:8], torch.cos(2.5 * hw_freq).repeat_interleave(2).float())  # h index 1

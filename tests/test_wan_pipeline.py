@@ -61,3 +61,17 @@ def test_wan_pipeline_full_bit_identical_then_a_weak_schedule(pipe):
             flexi(torch.zeros(1, 16, 3, 4, 4), torch.tensor([1.0]), torch.zeros(1, 10, 32))
     finally:
         pipe.transformer = original
+
+
+def test_benchmark_wan_smoke(tmp_path):
+    import json
+
+    from tools.benchmark_wan import main
+
+    assert main(["--smoke", "--output", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "wan_benchmark.json").read_text())
+    assert [m["mode"] for m in r["modes"]] == ["full", "coarse_time", "coarse_space"]
+    assert [m["tokens"] for m in r["modes"]] == [80, 16 + 32, 20]  # 5 latent frames: frame 0 alone in coarse_time
+    assert r["schedules"][0]["real_s"] > 0 and r["schedules"][1]["real_s"] is None
+    assert all(0 < s["flops_fraction"] < 1 for s in r["schedules"]) and r["full"]["real_s"] > 0
+    assert "| coarse_space |" in (tmp_path / "wan_benchmark.md").read_text()

@@ -13,12 +13,8 @@
 * Rotary positions sit at base-grid coordinates: a coarse token is placed at the centre of the base tokens it
   covers. Wan builds its RoPE from integer positions, so weak grids get their own tables with fractional centres,
   computed like Wan's (float64 angles, interleaved cos/sin).
-* Odd latent frame counts (81 frames -> 21 latent frames): Wan's VAE is causal, so latent frame 0 encodes one
-  pixel frame and every later one encodes four. Coarse-time tokens therefore leave the first latent frame out:
-  frame 0 keeps a temporal patch of 1 (with the mode's spatial patch) and frames 1..T-1 are grouped by ``pt``, so
-  every coarse token spans frames of equal length (padding the last frame would pair frame 0's single image with
-  four frames and waste a token on a copy). This applies when ``(T - 1) % pt == 0``; otherwise ``T % pt == 0``
-  groups all frames (latents not from Wan's VAE); otherwise the error names the valid frame counts.
+* Odd latent frame counts (81 frames -> 21 latent frames): the first latent frame stays out of coarse-time tokens,
+  as Wan's VAE is causal (``layout``: why, and the error where neither grouping applies).
 
 Sampling with diffusers' own ``WanPipeline``: ``pipe.transformer = flexi`` and ``flexi.set_schedule(spec, steps)``.
 The pipeline announces each call's branch and step through ``cache_context("cond" | "uncond", step_index=i)``;
@@ -33,59 +29,28 @@ import functools
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion.schedules import PatchSchedule, parse_schedule
 from ..models.modes import FULL, ModeAdapters, ModeSpec, flexify
 from ..models.patching import project_deembed, project_embed_kernel
-from ..models.positions import token_coordinates
+from .layout import Layout, Patch, layout_coordinates, num_tokens, segment_patch, segment_sizes, temporal_layout
 
 # Self-attention and FFN linears of every block (flexivid's DiT adapts the same set).
 LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ffn.net.0.proj", "ffn.net.2")
 
-Patch = tuple[int, int, int]
-
-
-def temporal_layout(shape: tuple[int, int, int], patch: Patch, mode: str) -> tuple[tuple[int, int, str], ...]:
-    """Frame ranges of a latent ``(T, H, W)`` and which kernel embeds each: ``((start, stop, "first"|"body"), ...)``.
-
-    See the module docstring for the rule; raises a one-line ValueError naming the valid sizes.
-    """
-    t, h, w = shape
-    pt, ph, pw = patch
-    for ax, n, p in (("H", h, ph), ("W", w, pw)):
-        if n % p:
-            raise ValueError(f"latent {ax}={n} is not divisible by mode '{mode}' patch {p}; use a height/width whose "
-                             f"latent size is a multiple of {p} (pixels: multiples of {8 * p} for Wan's VAE)")
-    if pt == 1 or (t - 1) % pt and t % pt == 0:
-        return ((0, t, "body"),)
-    if (t - 1) % pt == 0:
-        return tuple(s for s in ((0, 1, "first"), (1, t, "body")) if s[1] > s[0])
-    ok = ", ".join(str(k * pt + 1) for k in range(1, 4))
-    raise ValueError(f"latent frames T={t} do not fit mode '{mode}' temporal patch {pt}: T-1 or T must be a multiple "
-                     f"of {pt} (e.g. T={ok}; Wan's VAE gives T=(num_frames-1)/4+1, so num_frames=81 gives T=21)")
-
 
 @functools.lru_cache(maxsize=64)
-def wan_rope(layout: tuple, patch: Patch, base: Patch, grid_hw: tuple[int, int], head_dim: int, theta: float,
+def wan_rope(layout: Layout, patch: Patch, base: Patch, hw: tuple[int, int], head_dim: int, theta: float,
              device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Wan's RoPE ``(cos, sin)``, each ``(1, N, 1, head_dim)`` float32, for the tokens of ``layout`` in order.
 
-    Coordinates are in base tokens (``positions.token_coordinates``); with the base patch they are Wan's integers
-    and the tables equal ``WanRotaryPosEmbed``'s bit for bit.
+    ``hw`` is the latent's spatial size. Coordinates are in base tokens (``layout.layout_coordinates``); with the base
+    patch they are Wan's integers and the tables equal ``WanRotaryPosEmbed``'s bit for bit.
     """
     h_dim = w_dim = 2 * (head_dim // 6)
     dims = (head_dim - h_dim - w_dim, h_dim, w_dim)
-    coords = []
-    for start, stop, kind in layout:
-        pt = patch[0] if kind == "body" else 1
-        grid = ((stop - start) // pt, grid_hw[0], grid_hw[1])
-        scale = (pt // base[0], patch[1] // base[1], patch[2] // base[2])
-        c = token_coordinates(grid, scale).double()
-        c[:, 0] += start / base[0]
-        coords.append(c)
-    pos = torch.cat(coords)  # (N, 3)
+    pos = layout_coordinates(layout, patch, base, hw)  # (N, 3)
     angles = []
     for axis, d in enumerate(dims):
         freqs = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
@@ -267,9 +232,8 @@ class FlexiWanTransformer(nn.Module):
         if timestep.ndim != 1:
             raise ValueError("weak modes take one timestep per sample (B,); per-token timesteps (Wan 2.2 TI2V) "
                              "run only in the full mode")
-        grid_hw = (x.shape[3] // patch[1], x.shape[4] // patch[2])
-        hd = wan.config.attention_head_dim
-        rope = wan_rope(layout, patch, self.base, grid_hw, hd, 10000.0, str(x.device))
+        hw = tuple(x.shape[3:])
+        rope = wan_rope(layout, patch, self.base, hw, wan.config.attention_head_dim, 10000.0, str(x.device))
         tokens = torch.cat([self._embed(x[:, :, s:e], mode, kind) for s, e, kind in layout], 1)  # (B, N, D)
         tokens = tokens + self.mode_embed[mode].to(tokens.dtype)
         temb, tproj, text, image = wan.condition_embedder(timestep, text, image)  # (B, D), (B, 6D), (B, L, D)
@@ -283,13 +247,8 @@ class FlexiWanTransformer(nn.Module):
                 tokens = block(tokens, text, tproj, rope)
         shift, scale = (wan.scale_shift_table + temb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
         tokens = (wan.norm_out(tokens.float()) * (1 + scale) + shift).type_as(tokens)
-        sizes = [self._tokens(e - s, patch, kind, grid_hw) for s, e, kind in layout]
-        return torch.cat([self._deembed(t, mode, kind, (e - s, *x.shape[3:]))
-                          for t, (s, e, kind) in zip(tokens.split(sizes, 1), layout)], dim=2)
-
-    @staticmethod
-    def _tokens(frames: int, patch: Patch, kind: str, grid_hw) -> int:
-        return frames // (patch[0] if kind == "body" else 1) * grid_hw[0] * grid_hw[1]
+        return torch.cat([self._deembed(t, mode, kind, (e - s, *hw))
+                          for t, (s, e, kind) in zip(tokens.split(segment_sizes(layout, patch, hw), 1), layout)], dim=2)
 
     def _embed(self, x: torch.Tensor, mode: str, kind: str) -> torch.Tensor:
         """``x (B, C, t, H, W)`` -> tokens ``(B, n, D)`` in (t, h, w) raster order."""
@@ -298,8 +257,7 @@ class FlexiWanTransformer(nn.Module):
     def _deembed(self, tokens: torch.Tensor, mode: str, kind: str, thw) -> torch.Tensor:
         """tokens ``(B, n, D)`` -> video ``(B, C, t, H, W)`` (Wan's unpatchify: features ordered pt, ph, pw, c)."""
         lin = self.deembed[mode][kind]
-        patch = self.specs[mode].patch
-        pt, ph, pw = patch if kind == "body" else (1, *patch[1:])
+        pt, ph, pw = segment_patch(self.specs[mode].patch, kind)
         t, h, w = thw
         y = lin(tokens).reshape(tokens.shape[0], t // pt, h // ph, w // pw, pt, ph, pw, -1)
         return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(tokens.shape[0], -1, t, h, w)
@@ -312,14 +270,6 @@ class FlexiWanTransformer(nn.Module):
         """FLOPs of one forward in ``mode`` (``wan_forward_flops``); adapters count while unmerged."""
         patch = self.check_mode(mode)
         return wan_forward_flops(self.config, patch, latent_shape, text_len, batch, self.mode_adapters.lora_rank(mode))
-
-
-def num_tokens(patch: Patch, latent_thw: tuple[int, int, int], mode: str = "") -> int:
-    """Tokens of one sample with latent ``(T, H, W)`` in a mode with ``patch`` (``temporal_layout``'s grouping)."""
-    t, h, w = latent_thw
-    grid_hw = (h // patch[1], w // patch[2])
-    return sum(FlexiWanTransformer._tokens(e - s, patch, kind, grid_hw)
-               for s, e, kind in temporal_layout(latent_thw, patch, mode or str(patch)))
 
 
 def wan_forward_flops(config, patch: Patch, latent_shape, text_len: int = 512, batch: int = 1,
