@@ -157,3 +157,30 @@ def test_merge_keeps_each_tensors_dtype_in_a_mixed_precision_wan():
     x, t, text = inputs()
     with torch.no_grad():
         assert flexi(x.bfloat16(), t, text.bfloat16(), mode="coarse_time").sample.dtype == torch.bfloat16
+
+
+def test_export_round_trip_onto_a_mixed_precision_wan(tmp_path):
+    from flexivid.integrations.wan_export import load_flexified_wan, save_flexified_wan
+
+    flexi = FlexiWanTransformer(tiny_wan(), lora_specs(MODES, 4))
+    for i, m in enumerate(MODES):
+        randomize_lora(flexi, m, i)
+    save_flexified_wan(flexi, tmp_path / "export")
+    wan = tiny_wan()
+    keep = wan._keep_in_fp32_modules  # as from_pretrained(torch_dtype=bf16) loads it
+    for name, p in wan.named_parameters():
+        if not any(k in name.split(".") for k in keep):
+            p.data = p.data.to(torch.bfloat16)
+    x, t, text = inputs()
+    x, text = x.bfloat16(), text.bfloat16()
+    with torch.no_grad():
+        ref = wan(x, t, text).sample
+        loaded = load_flexified_wan(wan, tmp_path / "export")
+        assert torch.equal(loaded(x, t, text).sample, ref)
+    assert wan.scale_shift_table.dtype == torch.float32 and wan.proj_out.weight.dtype == torch.bfloat16
+    for m in MODES:
+        want, got = flexi.mode_parameters(m), loaded.mode_parameters(m)
+        assert set(want) == set(got) and all(torch.equal(want[n].to(got[n].dtype), got[n]) for n in want)
+        assert got[f"mode_embed.{m}"].dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="mode\\(s\\) nope not in"):
+        load_flexified_wan(tiny_wan(), tmp_path / "export", modes=["nope"])

@@ -52,8 +52,8 @@ def load_flexified_wan(transformer, export_dir: str | os.PathLike, modes: list[s
                        ) -> FlexiWanTransformer:
     """Wrap ``transformer`` (the user's ``WanTransformer3DModel``) with the weak modes of ``export_dir``.
 
-    ``modes`` limits which are attached (default: all). The result has the transformer's device and dtype. Raises a
-    one-line FileNotFoundError / ValueError naming the file and the mismatch.
+    ``modes`` limits which are attached (default: all). The new layers take the device and dtype of the layers they
+    are projected from. Raises a one-line FileNotFoundError / ValueError naming the file and the mismatch.
     """
     path = Path(export_dir)
     if not (path / "config.json").is_file():
@@ -71,7 +71,6 @@ def load_flexified_wan(transformer, export_dir: str | os.PathLike, modes: list[s
     unknown = [m for m in wanted if m not in available]
     if unknown:
         raise ValueError(f"mode(s) {', '.join(unknown)} not in {path}; it has: {', '.join(available)}")
-    dtype = transformer.dtype
     flexi = FlexiWanTransformer(transformer, {m: ModeSpec.from_value(available[m]) for m in wanted},
                                 projection=meta["projection"])
     for mode in wanted:
@@ -85,4 +84,4 @@ def load_flexified_wan(transformer, export_dir: str | os.PathLike, modes: list[s
             for n, t in tensors.items():
                 params[n].copy_(t.to(params[n].dtype))
     flexi.mode_adapters.freeze_all()
-    return flexi.to(dtype).eval()
+    return flexi.eval()  # new layers already have the transformer's device and dtypes (its fp32 modules stay fp32)
