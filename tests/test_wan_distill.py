@@ -75,3 +75,26 @@ def test_precompute_then_distil_then_load_the_adapters_onto_the_base(tmp_path):
 
     with pytest.raises(ValueError, match="trained for another Wan: num_layers 2 vs 1"):
         load_flexified_wan(load_wan(None, {**cfg["distill"]["diffusers_config"], "num_layers": 1}), export)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["distill"].pop("diffusers_config"), "needs exactly one of distill.diffusers_path"),
+    (lambda c: c["distill"].update(diffusers_path="/nonexistent/wan"), "needs exactly one of"),
+    (lambda c: (c["distill"].pop("diffusers_config"), c["distill"].update(diffusers_path="/nonexistent/wan")),
+     "distill.diffusers_path not found: /nonexistent/wan"),
+    (lambda c: c["data"].update(name="synthetic"), "trains on precomputed clips: set data.name: latents"),
+    (lambda c: c["data"].update(root="/nonexistent/clips"), "no precomputed clips"),
+    (lambda c: c["distill"].update(diffusers_class="CogVideoXTransformer3DModel"), "allowed: WanTransformer3DModel"),
+])
+def test_bad_wan_distill_configs_fail_in_one_line_before_deepspeed(tmp_path, capsys, change, message):
+    from tools.train import main as train_main
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "000000.safetensors").write_bytes(b"")
+    cfg = yaml.safe_load((REPO / "configs" / "distill_wan_tiny_cpu.yaml").read_text())
+    cfg["data"]["root"], cfg["train"]["out_dir"] = str(tmp_path / "clips"), str(tmp_path / "out")
+    change(cfg)
+    assert train_main(["--config", str(write_config(tmp_path / "bad.yaml", cfg))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
