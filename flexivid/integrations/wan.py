@@ -83,7 +83,7 @@ class FlexiWanTransformer(nn.Module):
         self.mode_adapters = ModeAdapters(self, self.specs, blocks="transformer.blocks", targets=LORA_TARGETS,
                                           mode_params=self._mode_layers)
         self.schedule: PatchSchedule | None = None
-        self.calls: list[tuple[int, int]] = []  # (FLOPs, full-mode FLOPs) of each call since set_schedule
+        self.calls: list[tuple[int, int]] = []  # (FLOPs, full-mode FLOPs) of each pipeline call since set_schedule
         self._call: tuple[str, int | None] | None = None
         if modes:
             flexify(self, modes)
@@ -197,9 +197,10 @@ class FlexiWanTransformer(nn.Module):
         self.calls = []
 
     def flops_fraction(self) -> float:
-        """FLOPs of the calls made since ``set_schedule`` / ``reset_flops`` over the same calls in ``full``."""
+        """FLOPs of the pipeline calls (those inside ``cache_context``) since ``set_schedule`` / ``reset_flops``, over
+        the same calls in ``full``."""
         if not self.calls:
-            raise ValueError("no model call recorded since set_schedule/reset_flops")
+            raise ValueError("no pipeline call recorded since set_schedule/reset_flops")
         return sum(f for f, _ in self.calls) / sum(full for _, full in self.calls)
 
     # ---------------------------------------------------------------------------------------------- forward
@@ -211,9 +212,10 @@ class FlexiWanTransformer(nn.Module):
         patch = self.check_mode(mode)
         shape = hidden_states.shape
         layout = temporal_layout(tuple(shape[2:]), patch, mode) if mode != FULL else ()
-        text_len = encoder_hidden_states.shape[1]
-        self.calls.append((self.forward_flops(mode, shape[1:], text_len, shape[0]),
-                           self.forward_flops(FULL, shape[1:], text_len, shape[0])))
+        if self._call is not None:  # a pipeline's call: record its cost for flops_fraction
+            text_len = encoder_hidden_states.shape[1]
+            self.calls.append((self.forward_flops(mode, shape[1:], text_len, shape[0]),
+                               self.forward_flops(FULL, shape[1:], text_len, shape[0])))
         self.mode_adapters.activate(mode)
         if mode == FULL:
             return self.transformer(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image,
