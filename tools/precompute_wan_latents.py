@@ -51,7 +51,7 @@ def parse_args(argv=None):
 @torch.no_grad()
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from diffusers import WanPipeline
+    from diffusers import AutoencoderKLWan, WanPipeline
 
     from flexivid.config import DataConfig
     from flexivid.data.latents import write_clip
@@ -65,8 +65,10 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     dtype = torch.bfloat16 if a.device.startswith("cuda") else torch.float32
-    pipe = WanPipeline.from_pretrained(a.wan, transformer=None, torch_dtype=dtype, local_files_only=True).to(a.device)
-    vae = pipe.vae
+    # The VAE in float32 (as Wan's own examples run it), the T5 in bf16 on the GPU; the transformer is not loaded.
+    vae = AutoencoderKLWan.from_pretrained(a.wan, subfolder="vae", torch_dtype=torch.float32, local_files_only=True)
+    pipe = WanPipeline.from_pretrained(a.wan, vae=vae, transformer=None, torch_dtype=dtype,
+                                       local_files_only=True).to(a.device)
     mean = torch.tensor(vae.config.latents_mean, device=a.device).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std, device=a.device).view(1, -1, 1, 1, 1)
     out = Path(a.output)

@@ -22,14 +22,15 @@ KEYS = ("latent", "text", "text_mask")
 
 
 def write_clip(path: str | Path, latent: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, caption: str,
-               dtype: torch.dtype = torch.bfloat16) -> None:
-    """Write one clip file atomically (a killed run never leaves a half-written clip)."""
+               text_dtype: torch.dtype = torch.bfloat16) -> None:
+    """Write one clip file atomically (a killed run never leaves a half-written clip). The latent is kept in float32
+    (it is the regression target's source); the text embedding in ``text_dtype`` (the sampler feeds it in bf16)."""
     from safetensors.torch import save_file
 
     from flexivid.fileio import atomic_write
 
-    tensors = {"latent": latent.detach().to("cpu", dtype).contiguous(),
-               "text": text.detach().to("cpu", dtype).contiguous(),
+    tensors = {"latent": latent.detach().to("cpu", torch.float32).contiguous(),
+               "text": text.detach().to("cpu", text_dtype).contiguous(),
                "text_mask": text_mask.detach().to("cpu", torch.bool).contiguous()}
     atomic_write(path, lambda p: save_file(tensors, p, metadata={"caption": caption}))
 
