@@ -1,4 +1,5 @@
-# flexivid: `make demo` generates a video with the shipped model; `make test` runs the test suite.
+# flexivid: `make demo` generates a video with the shipped model; `make test` runs every test, `make test-fast` the
+# unit tests (no `slow` or `gpu` marker, under a minute).
 # Both set up a local venv on a fresh machine first (CPU torch 2.13.0 is installed BEFORE the package so pip never
 # resolves a multi-GB CUDA build; see README "Install").
 VENV ?= .venv
@@ -8,7 +9,7 @@ PROMPT ?= a large red circle moves right slowly on a dark blue background
 # 16 full steps: ~65 s on a 2-core CPU; the frontier (docs/results.md) shows 15 steps keep the fidelity of 30 (0.81)
 DEMO_STEPS ?= 16
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 $(STAMP): setup.py
 	python3 -m venv $(VENV)
@@ -22,6 +23,9 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu" tests
 
 demo: $(STAMP)
 	$(PY) tools/generate_video.py --prompt "$(PROMPT)" --steps $(DEMO_STEPS) --output outputs/demo.mp4

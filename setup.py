@@ -9,8 +9,22 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["flexivid", "flexivid.*"]),
+    # The command-line tools live in tools/ (run from a checkout as python tools/X.py); installed, they are the
+    # flexivid_tools package behind the console scripts below, so an installed flexivid runs without a checkout.
+    packages=find_packages(include=["flexivid", "flexivid.*"]) + ["flexivid_tools"],
+    package_dir={"flexivid_tools": "tools"},
     package_data={"flexivid.eval": ["kinetics400_labels.txt"]},
+    entry_points={"console_scripts": [
+        "flexivid-generate=flexivid_tools.generate_video:main",
+        "flexivid-train=flexivid_tools.train:main",
+        "flexivid-flexify=flexivid_tools.flexify:main",
+        "flexivid-benchmark=flexivid_tools.benchmark:main",
+        "flexivid-eval-fvd=flexivid_tools.eval_fvd:main",
+        "flexivid-eval-modes=flexivid_tools.eval_modes:main",
+        "flexivid-profile-modes=flexivid_tools.profile_modes:main",
+        "flexivid-export-release=flexivid_tools.export_release:main",
+        "flexivid-build-text-cache=flexivid_tools.build_text_cache:main",
+    ]},
     # A range, never a pin: GPU machines keep their own CUDA torch. On a CPU machine install torch==2.13.0 first
     # (the Makefile does), or pip resolves a multi-GB CUDA build.
     install_requires=[

@@ -4,10 +4,10 @@
     video, info = pipe(["a red circle moves right"], steps=30, guidance_scale=4.0, compute=0.4, seed=0)
     # video: float32 (B, 3, T, H, W) in [-1, 1] on the CPU; info["schedule"], info["flops_fraction"], ...
 
-Each call validates everything up front (clip shape against every mode's patch, schedule, budget, prompts), then
-per batch: encode the prompts, draw the initial noise from a generator seeded per prompt (so a prompt's video does
-not depend on the batch it ran in), run the patch schedule through ``FlowEulerSampler`` with CFG / weak-to-strong
-guidance, and decode with the autoencoder.
+A call reads like a diffusers pipeline: check the inputs (clip shape against every mode's patch, steps, scale,
+prompts, seeds) -> encode the prompts once (or take precomputed embeddings) -> pick the recipe (the patch schedule
+for a budget or spec, set on a ``FlexiScheduler``) -> per batch: prepare latents from a generator seeded per prompt
+(a prompt's video does not depend on its batch) -> denoising loop -> decode with the autoencoder.
 """
 from __future__ import annotations
 
@@ -20,18 +20,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import AutoencoderConfig, ModelConfig, TextConfig
-from .diffusion.guidance import guided_velocity, plan_step, s2_from_s1
-from .diffusion.sampler import FlowEulerSampler
+from .diffusion.guidance import guided_velocity, s2_from_s1
+from .diffusion.scheduler import FlexiScheduler
 from .diffusion.schedules import FULL, PatchSchedule, choose_schedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
 from .models.serialization import load_model, read_spec
 from .presets import preset_modes
 
 
-
 @dataclass
 class PipelineDefaults:
-    """Values a call uses when it does not give them; clip shape and fps come from the checkpoint's training data."""
+    """Values a call uses when it does not give them; clip shape and fps come from the checkpoint's ``clip``."""
 
     num_frames: int = 8
     height: int = 32
@@ -39,32 +38,7 @@ class PipelineDefaults:
     fps: float = 8.0
     steps: int = 30
     guidance_scale: float = 4.0
-    shift: float = 1.0  # FlowEulerSampler's timestep shift
-
-
-@dataclass
-class GenerationPlan:
-    """A validated request: the schedule and the per-prompt FLOPs fractions it will cost."""
-
-    schedule: PatchSchedule
-    num_frames: int
-    height: int
-    width: int
-    latent_shape: tuple[int, int, int, int]  # (C, T, H, W) of one latent sample
-    guidance_scale: float
-    weak_to_strong: bool
-    text: torch.Tensor  # (B, L, Dt) prompt tokens on the model's device
-    text_mask: torch.Tensor  # (B, L) bool
-    flops_fractions: list[float]  # per prompt
-    flops: list[int]  # per prompt
-
-    @property
-    def text_lens(self) -> list[int]:
-        return [int(n) for n in self.text_mask.sum(1)]
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance_scale != 1.0
+    shift: float = 1.0  # the scheduler's timestep shift
 
 
 def default_device() -> str:
@@ -111,8 +85,8 @@ class VideoPipeline:
         """Load an exported model (``models.serialization`` layout) and build the text encoder and autoencoder its
         ``ExportSpec`` names (its ``clip`` gives the default clip shape and fps).
         Defaults: CUDA if available, bf16 there and fp32 on the CPU. ``merge_adapters``: run each LoRA mode on its
-        own copy of the blocks with the LoRA merged in (``flexify.merge_adapters``; faster, one block copy per
-        mode); False runs the peft adapters as trained."""
+        own copy of the blocks with the LoRA merged in (``ModeAdapters.merge``; faster, one block copy per mode);
+        False runs the peft adapters as trained."""
         from .autoencoders import build_autoencoder
         from .text import build_text_encoder
 
@@ -143,11 +117,11 @@ class VideoPipeline:
             torch.manual_seed(seed)
             model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384,
                                               modes=preset_modes(ModelConfig.patch_size)))
-        model.requires_grad_(False)
+        model.mode_adapters.freeze_all()
         model.to(device=device, dtype=dtype or default_dtype(device))
         return cls(model, build_text_encoder(TextConfig(), device), build_autoencoder(AutoencoderConfig()))
 
-    # ----------------------------------------------------------------------------------------------- checks
+    # ----------------------------------------------------------------------------------------------- inputs
     def _check_shape(self, mode: str, num_frames: int, height: int, width: int) -> str | None:
         """Why the clip does not fit ``mode`` (one line naming valid values), or None when it does."""
         ae = self.autoencoder
@@ -163,29 +137,32 @@ class VideoPipeline:
                         f"{axis} factor {f}); valid {what}: multiples of {step}, e.g. {near}")
         return None
 
-    def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, mask = self.text_encoder.encode(prompts)
-        if tokens.shape[-1] != self.model.config.text_dim:
-            raise ValueError(f"text encoder gives {tokens.shape[-1]}-d tokens but the model takes "
-                             f"{self.model.config.text_dim}-d (check the checkpoint's 'text' config)")
-        return tokens.to(self.device), mask.to(self.device).bool()
-
-    def plan(self, prompts: str | list[str], num_frames: int | None = None, height: int | None = None,
-             width: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
-             schedule: str | PatchSchedule | None = None, compute: float | None = None,
-             weak_to_strong: bool = True) -> GenerationPlan:
-        """Validate a request and pick its schedule (arguments as in ``__call__``); raises one-line ValueErrors."""
+    def check_inputs(self, prompts, prompt_embeds, num_frames, height, width, steps, guidance_scale, schedule,
+                     compute, seed, batch_size) -> dict:
+        """Validate a request and fill in the defaults; raises one-line ValueErrors. Returns the resolved values."""
         d = self.defaults
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         pick = lambda v, default: default if v is None else v  # noqa: E731  (0 is an error, not "default")
-        num_frames, height, width = pick(num_frames, d.num_frames), pick(height, d.height), pick(width, d.width)
-        steps = pick(steps, schedule.steps if isinstance(schedule, PatchSchedule) else d.steps)
-        scale = d.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if prompt_embeds is not None:
+            n = prompt_embeds.shape[0]
+            prompts = list(prompts) if prompts is not None else [f"<embedding {i}>" for i in range(n)]
+            if len(prompts) != n:
+                raise ValueError(f"got {len(prompts)} prompts for {n} prompt embeddings; give one per row")
+        else:
+            prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
         if not prompts:
             raise ValueError("no prompts given")
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise ValueError(f"prompt {i} is empty; every prompt needs some text")
+        seeds = [seed + i for i in range(len(prompts))] if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed or one per prompt")
+        batch_size = len(prompts) if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        num_frames, height, width = pick(num_frames, d.num_frames), pick(height, d.height), pick(width, d.width)
+        steps = pick(steps, schedule.steps if isinstance(schedule, PatchSchedule) else d.steps)
+        scale = d.guidance_scale if guidance_scale is None else float(guidance_scale)
         for name, v in (("num_frames", num_frames), ("height", height), ("width", width), ("steps", steps)):
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v}")
@@ -193,109 +170,139 @@ class VideoPipeline:
             raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance), got {scale}")
         if schedule is not None and compute is not None:
             raise ValueError("give a schedule or a compute budget, not both")
-        modes = self.model.modes
         if (why := self._check_shape(FULL, num_frames, height, width)) is not None:
             raise ValueError(why)
         ae = self.autoencoder
         latent = (ae.latent_channels, num_frames // ae.temporal_factor, height // ae.spatial_factor,
                   width // ae.spatial_factor)
-        text, text_mask = self._encode(prompts)
-        text_lens = [int(n) for n in text_mask.sum(1)]
-        # adapter FLOPs count only where the peft path runs (merged stacks carry none)
-        lora_rank = max(self.model.mode_adapters.lora_rank(m) for m in modes)
-        kw = dict(lora_rank=lora_rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
+        return dict(prompts=prompts, seeds=seeds, batch_size=batch_size, num_frames=num_frames, height=height,
+                    width=width, steps=steps, guidance_scale=scale, latent_shape=latent)
+
+    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> ``(tokens (B, L, Dt), mask (B, L) bool)`` on the model's device."""
+        tokens, mask = self.text_encoder.encode(prompts)
+        return self._check_embeds(tokens, mask)
+
+    def _check_embeds(self, tokens, mask):
+        if tokens.dim() != 3 or tokens.shape[-1] != self.model.config.text_dim:
+            raise ValueError(f"prompt embeddings must be (B, L, {self.model.config.text_dim}) for this model, got "
+                             f"{tuple(tokens.shape)} (check the checkpoint's 'text' config)")
+        if mask is None:
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+        return tokens.to(self.device), mask.to(self.device).bool()
+
+    def _recipe(self, schedule, compute, r: dict, text_lens: list[int], weak_to_strong: bool) -> PatchSchedule:
+        """The patch schedule of a request: parsed from a spec, or the best one within a compute budget."""
+        modes, steps = self.model.modes, r["steps"]
+        shape = (r["num_frames"], r["height"], r["width"])
         if compute is not None:
-            # Only modes whose patch fits this clip are candidates.
-            usable = {m: p for m, p in modes.items() if self._check_shape(m, num_frames, height, width) is None}
-            sched, _ = choose_schedule(compute, steps, self.model.config, usable, latent, text_lens, **kw)
-        else:
-            if isinstance(schedule, PatchSchedule):
-                sched = schedule
-            else:
-                sched = parse_schedule(schedule or FULL, steps, modes)
-            if sched.steps != steps:
-                raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
-            for m in sorted(sched.modes_used):
-                if m not in modes:
-                    raise ValueError(f"unknown mode '{m}' in the schedule; this model has modes: {', '.join(modes)}")
-                if (why := self._check_shape(m, num_frames, height, width)) is not None:
-                    raise ValueError(why)
-        fracs = [flops_fraction(sched, self.model.config, modes, latent, n, **kw) for n in text_lens]
-        flops = [schedule_flops(sched, self.model.config, modes, latent, n, **kw) for n in text_lens]
-        return GenerationPlan(sched, num_frames, height, width, latent, scale, weak_to_strong, text, text_mask, fracs,
-                              flops)
+            usable = {m: p for m, p in modes.items() if self._check_shape(m, *shape) is None}  # fit this clip
+            return choose_schedule(compute, steps, self.model.config, usable, r["latent_shape"], text_lens,
+                                   **self._flops_kw(r["guidance_scale"], weak_to_strong))[0]
+        sched = schedule if isinstance(schedule, PatchSchedule) else parse_schedule(schedule or FULL, steps, modes)
+        if sched.steps != steps:
+            raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
+        for m in sorted(sched.modes_used):
+            if m not in modes:
+                raise ValueError(f"unknown mode '{m}' in the schedule; this model has modes: {', '.join(modes)}")
+            if (why := self._check_shape(m, *shape)) is not None:
+                raise ValueError(why)
+        return sched
+
+    def _flops_kw(self, scale: float, weak_to_strong: bool) -> dict:
+        # adapter FLOPs count only where the peft path runs (merged stacks carry none)
+        rank = max(self.model.mode_adapters.lora_rank(m) for m in self.model.modes)
+        return dict(lora_rank=rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
+
+    def prepare_latents(self, seeds: list[int], latent_shape) -> torch.Tensor:
+        """Initial noise ``(B, C, T', H', W')`` float32 on the device, one CPU generator per seed (the same seed
+        gives the same noise on every device); the sampler state stays float32."""
+        noise = [torch.randn(latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        return torch.stack(noise).to(self.device)
 
     # ------------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
-    def __call__(self, prompts: str | list[str], num_frames: int | None = None, height: int | None = None,
-                 width: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                 schedule: str | PatchSchedule | None = None, compute: float | None = None,
-                 seed: int | list[int] = 0, batch_size: int | None = None, progress: bool = True,
-                 weak_to_strong: bool = True, shift: float | None = None) -> tuple[torch.Tensor, dict]:
+    def __call__(self, prompts: str | list[str] | None = None, num_frames: int | None = None,
+                 height: int | None = None, width: int | None = None, steps: int | None = None,
+                 guidance_scale: float | None = None, schedule: str | PatchSchedule | None = None,
+                 compute: float | None = None, seed: int | list[int] = 0, batch_size: int | None = None,
+                 progress: bool = True, weak_to_strong: bool = True, shift: float | None = None,
+                 prompt_embeds: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, dict]:
         """Generate one video per prompt.
 
         Args:
-            prompts: one string or a list. num_frames / height / width: pixel clip shape (default: the checkpoint's).
-            steps: sampler steps. guidance_scale: CFG scale s1 (1 = no guidance branch).
+            prompts: one string or a list. prompt_embeds / prompt_mask: precomputed ``(B, L, Dt)`` / ``(B, L)`` text
+                tokens instead of encoding (prompts then only label them). num_frames / height / width: pixel clip
+                shape (default: the checkpoint's). steps: sampler steps. guidance_scale: CFG scale s1 (1 = no
+                guidance branch).
             schedule: a spec string (``diffusion.schedules``) or a ``PatchSchedule``; compute: a FLOPs budget in
-                (0, 1] instead, picking the best schedule not above it. Neither: ``full``.
+                (0, 1] instead, picking the best schedule not above it for every prompt. Neither: ``full``.
             seed: one int (prompt i uses seed + i) or one seed per prompt. Same seed, same output.
             batch_size: prompts per model batch (default: all). weak_to_strong: use the weak conditional as the
-                guide where the conditional mode is stronger. shift: ``FlowEulerSampler`` timestep shift.
+                guide where the conditional mode is stronger. shift: the scheduler's timestep shift.
+            shard: ``(rank, world)``: generate only the prompts i with i % world == rank (data-parallel processes);
+                the recipe is chosen over all prompts, so every process runs the same schedule.
 
         Returns:
-            ``video`` float32 ``(B, 3, T, H, W)`` in [-1, 1] on the CPU, and ``info``: schedule (spec), order
-            (run-length per branch), modes ([cond, guide] per step), flops_fraction (the largest over prompts),
-            flops_fractions / gflops (per prompt), guidance scales, seeds, wall_clock_s.
+            ``video`` float32 ``(N, 3, T, H, W)`` in [-1, 1] on the CPU for the N generated prompts, and ``info``:
+            indices (of the generated prompts), schedule (spec), order (run-length per branch), modes
+            ([cond, guide] per step), flops_fraction (the largest over all prompts), flops_fractions / gflops (per
+            generated prompt), guidance scales, seeds, wall_clock_s.
         """
         start = time.perf_counter()
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        seeds = [seed + i for i in range(len(prompts))] if isinstance(seed, int) else [int(s) for s in seed]
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed or one per prompt")
-        batch_size = max(1, len(prompts)) if batch_size is None else batch_size
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        plan = self.plan(prompts, num_frames, height, width, steps, guidance_scale, schedule, compute, weak_to_strong)
-        sched = plan.schedule
-        steps_plan = [plan_step(c, g, self.model.modes, weak_to_strong, plan.guided)
-                      for c, g in zip(sched.cond, sched.guide)]
-        videos = []
-        n_batches = math.ceil(len(prompts) / batch_size)
+        # 1. check inputs
+        r = self.check_inputs(prompts, prompt_embeds, num_frames, height, width, steps, guidance_scale, schedule,
+                              compute, seed, batch_size)
+        # 2. encode the prompts once
+        if prompt_embeds is None:
+            text, mask = self.encode_prompt(r["prompts"])
+        else:
+            text, mask = self._check_embeds(prompt_embeds, prompt_mask)
+        text_lens = [int(n) for n in mask.sum(1)]
+        # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
+        sched = self._recipe(schedule, compute, r, text_lens, weak_to_strong)
+        scale = r["guidance_scale"]
+        scheduler = FlexiScheduler(self.model.modes, self.defaults.shift if shift is None else shift,
+                                   guided=scale != 1.0, weak_to_strong=weak_to_strong)
+        cost = (self.model.config, self.model.modes, r["latent_shape"])
+        kw = self._flops_kw(scale, weak_to_strong)
+        fracs = [flops_fraction(sched, *cost, n, **kw) for n in text_lens]
+        flops = [schedule_flops(sched, *cost, n, **kw) for n in text_lens]
+        rank, world = shard
+        mine = list(range(rank, len(r["prompts"]), world))
+        videos, bs = [], r["batch_size"]
+        n_batches = math.ceil(len(mine) / bs)
         for b in range(n_batches):
-            sl = slice(b * batch_size, (b + 1) * batch_size)
-            videos.append(self._generate(plan.text[sl], plan.text_mask[sl], seeds[sl], plan, steps_plan, progress,
-                                         self.defaults.shift if shift is None else shift,
-                                         "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}"))
+            idx = mine[b * bs:(b + 1) * bs]
+            # 4. latents, 5. denoising loop, 6. decode
+            x = self.prepare_latents([r["seeds"][i] for i in idx], r["latent_shape"])
+            scheduler.set_timesteps(sched.steps, sched, device=self.device)
+            x = self._denoise(x, text[idx], mask[idx], scheduler, scale, progress,
+                              "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}")
+            videos.append(self.autoencoder.decode(x).float().clamp(-1, 1).cpu())
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        kinds = [p.kind for p in scheduler.plans] if mine else []
         info = {
-            "schedule": str(sched), "order": sched.order(), "modes": [[c, g] for c, g in zip(sched.cond, sched.guide)],
-            "step_kinds": [p.kind for p in steps_plan], "flops_fraction": max(plan.flops_fractions),
-            "flops_fractions": plan.flops_fractions, "gflops": [f / 1e9 for f in plan.flops],
-            "guidance_scale": plan.guidance_scale, "weak_guidance_scale": s2_from_s1(plan.guidance_scale)
-            if any(p.kind == "weak_to_strong" for p in steps_plan) else None,
-            "steps": sched.steps, "seeds": seeds, "num_frames": plan.num_frames, "height": plan.height,
-            "width": plan.width, "latent_shape": list(plan.latent_shape), "wall_clock_s": time.perf_counter() - start,
+            "indices": mine, "schedule": str(sched), "order": sched.order(),
+            "modes": [[c, g] for c, g in zip(sched.cond, sched.guide)], "step_kinds": kinds,
+            "flops_fraction": max(fracs), "flops_fractions": [fracs[i] for i in mine],
+            "gflops": [flops[i] / 1e9 for i in mine], "guidance_scale": scale,
+            "weak_guidance_scale": s2_from_s1(scale) if "weak_to_strong" in kinds else None,
+            "steps": sched.steps, "seeds": [r["seeds"][i] for i in mine], "num_frames": r["num_frames"],
+            "height": r["height"], "width": r["width"], "latent_shape": list(r["latent_shape"]),
+            "wall_clock_s": time.perf_counter() - start,
         }
-        return torch.cat(videos), info
+        empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
+        return (torch.cat(videos) if videos else empty), info
 
-    def _generate(self, text, mask, seeds, plan: GenerationPlan, steps_plan, progress: bool, shift: float, desc: str):
-        """One batch of prompt tokens ``(B, L, Dt)`` / mask ``(B, L)``: noise -> schedule loop -> decode.
-
-        Returns float32 ``(B, 3, T, H, W)`` on the CPU.
-        """
-        # CPU generators: the same seed gives the same noise on every device.
-        noise = [torch.randn(plan.latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        x = torch.stack(noise).to(self.device)  # (B, C, T', H', W') float32: the sampler state stays fp32
-        sampler = FlowEulerSampler(shift=shift)
-        sampler.set_timesteps(plan.schedule.steps, device=self.device)
-        bar = tqdm(steps_plan, desc=desc, disable=not progress, leave=False)
-        for i, step in enumerate(bar):
-            bar.set_postfix(mode=step.cond_mode if step.guide_mode in (None, step.cond_mode)
-                            else f"{step.cond_mode}/{step.guide_mode}")
-            t = sampler.timesteps[i].expand(x.shape[0])
-            v = guided_velocity(self.model, x.to(self.dtype), t, text, mask, step, plan.guidance_scale)
-            x = sampler.step(v, i, x)
-        video = self.autoencoder.decode(x)
-        return video.float().clamp(-1, 1).cpu()
+    def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
+        """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step."""
+        bar = tqdm(scheduler, desc=desc, disable=not progress, leave=False, total=len(scheduler))
+        for t, plan in bar:
+            bar.set_postfix(mode=plan.cond_mode if plan.guide_mode in (None, plan.cond_mode)
+                            else f"{plan.cond_mode}/{plan.guide_mode}")
+            v = guided_velocity(self.model, x.to(self.dtype), t.expand(x.shape[0]), text, mask, plan, scale)
+            x = scheduler.step(v, t, x)
+        return x

@@ -1,4 +1,5 @@
 """tools/benchmark.py end to end on the CPU: a tiny model, two schedules, table + plot written; kernels mode."""
+import pytest
 import json
 
 import torch
@@ -9,6 +10,8 @@ from flexivid.models.modes import flexify, lora_specs
 from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
 from conftest import randomize_zero_init
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 
 def _tiny_export(path):
@@ -24,7 +27,7 @@ def test_frontier_end_to_end(tmp_path):
 
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "bench"
-    rc = bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "weak_first:coarse_space:2",
+    rc = bench.main(["--checkpoint", str(ckpt), "--output", str(out), "--schedules", "full", "weak_first:coarse_space:2",
                      "--steps", "3", "--num-videos", "4", "--batch-sizes", "2", "--compile", "off", "--no-fvd",
                      "--repeats", "1", "--device", "cpu"])
     assert rc == 0
@@ -42,7 +45,7 @@ def test_frontier_end_to_end(tmp_path):
 def test_kernels_mode_writes_table(tmp_path):
     import tools.benchmark as bench
 
-    assert bench.main(["--kernels", "--cases", "tiny", "--compile", "off", "--repeats", "1", "--out",
+    assert bench.main(["--kernels", "--cases", "tiny", "--compile", "off", "--repeats", "1", "--output",
                        str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "kernels.json").read_text())["rows"]
     assert {r["mode"] for r in rows} == {"full", "coarse_time", "coarse_space"}
@@ -68,12 +71,12 @@ def test_replot_rebuilds_table_and_plot_from_json(tmp_path):
                                                                 "custom order"]
     ckpt = _tiny_export(tmp_path / "model")
     out = tmp_path / "bench"
-    assert bench.main(["--checkpoint", str(ckpt), "--out", str(out), "--schedules", "full", "full@2", "--steps", "3",
+    assert bench.main(["--checkpoint", str(ckpt), "--output", str(out), "--schedules", "full", "full@2", "--steps", "3",
                        "--num-videos", "2", "--batch-sizes", "1", "--compile", "off", "--no-fvd", "--repeats", "1",
                        "--device", "cpu"]) == 0
     (out / "frontier.md").unlink()
     (out / "frontier.png").unlink()
-    assert bench.main(["--replot", "--out", str(out)]) == 0
+    assert bench.main(["--replot", "--output", str(out)]) == 0
     assert "| full@2 | fewer full steps |" in (out / "frontier.md").read_text()
     assert (out / "frontier.png").stat().st_size > 0
 

@@ -13,6 +13,8 @@ from flexivid.models.serialization import load_model, save_model
 from flexivid.text import CachedTextEncoder
 from flexivid.training.losses import DiffusionObjective
 
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
+
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 RANK = 8
 
@@ -120,7 +122,7 @@ def test_export_reproduces_trained_network_and_full_mode_is_untouched(run):
 def test_distill_resume_is_bit_exact(run, tmp_path):
     tmp, cfg = run
     copy_checkpoint(tmp / "out", tmp_path / "resumed", 100)
-    proc = run_train(cfg, "--resume", "--out-dir", str(tmp_path / "resumed"))
+    proc = run_train(cfg, "--resume", "--output", str(tmp_path / "resumed"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("model.safetensors", "adapters/coarse_time.safetensors", "adapters/coarse_space.safetensors"):
         a, b = load_file(tmp / "out" / "export" / name), load_file(tmp_path / "resumed" / "export" / name)

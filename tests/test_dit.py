@@ -98,6 +98,7 @@ def test_unknown_preset_and_duplicate_mode(tiny_cfg):
         m.add_mode("coarse_time", ModeSpec((2, 2, 2)))
 
 
+@pytest.mark.slow  # torch.compile traces
 @pytest.mark.parametrize("mode", [None, "reduce-overhead"])
 def test_compiled_stack_matches_eager(tiny_cfg, mode):
     """compile_blocks: regional (per block) or, for CUDA graphs, the whole stack as one function (traced with the

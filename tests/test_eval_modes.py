@@ -1,9 +1,12 @@
 """tools/eval_modes.py: held-out weak-vs-full MSE before (flexify init) and after (trained adapters)."""
+import pytest
 import json
 
 import torch
 
 from test_benchmark import _tiny_export
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 
 def test_untrained_adapters_give_equal_before_and_after(tmp_path):

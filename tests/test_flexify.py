@@ -3,15 +3,19 @@ import copy
 
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 
 from flexivid.models.dit import FlexiVideoDiT
 from flexivid.models.modes import flexify, lora_specs
-from peft.tuners.lora import LoraLayer
 from flexivid.models.serialization import load_model, save_model
 
 from conftest import randomize_zero_init
 
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
+
+
+def lora_layers(model):
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
 @pytest.fixture
@@ -57,9 +61,9 @@ def test_trainable_parameters_are_exactly_adapters_and_new_layers(pair):
 def test_mode_selects_exactly_its_adapter(pair):
     _, flex, inp = pair
     flex.mode_adapters.activate("coarse_space")
-    assert all(layer.active_adapters == ["coarse_space"] and not layer.disable_adapters for layer in (m for m in flex.modules() if isinstance(m, LoraLayer)))
+    assert all(layer.active_adapters == ["coarse_space"] and not layer.disable_adapters for layer in lora_layers(flex))
     flex.mode_adapters.activate("full")
-    assert all(layer.disable_adapters for layer in (m for m in flex.modules() if isinstance(m, LoraLayer)))
+    assert all(layer.disable_adapters for layer in lora_layers(flex))
     a = flex(*inp, "coarse_time")
     for n, p in flex.mode_adapters.parameters_of("coarse_space").items():  # the other mode's adapter has no effect
         if "lora" in n:
@@ -118,8 +122,8 @@ def test_weak_mode_starts_as_upsampled_base_on_pooled_input(tiny_cfg):
     tok, grid = m.patch_embed(x, "coarse_space")
     ref, _ = m.patch_embed(torch.nn.functional.avg_pool3d(x, (1, 2, 2)), "full")
     assert torch.allclose(tok, ref, atol=1e-10)
-    out = m.deembed(tok, "coarse_space", grid)
-    base = m.deembed(ref, "full", grid)  # (1, 3, 2, 4, 4) on the pooled grid, one 2x2 patch per token
+    out = m.deembed(tok, "coarse_space", grid, (1, 4, 4))
+    base = m.deembed(ref, "full", grid, (1, 2, 2))  # (1, 3, 2, 4, 4) on the pooled grid, one 2x2 patch per token
     up = torch.nn.functional.interpolate(
         base.unfold(3, 2, 2).unfold(4, 2, 2).permute(0, 2, 3, 4, 1, 5, 6).reshape(-1, 3, 2, 2), size=(4, 4),
         mode="bilinear", align_corners=False).reshape(1, 2, 2, 2, 3, 4, 4).permute(0, 4, 1, 2, 5, 3, 6)

@@ -1,4 +1,5 @@
 """tools/flexify.py: converts an exported base model, with clear errors."""
+import pytest
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ from flexivid.models.dit import FlexiVideoDiT
 from flexivid.models.serialization import load_model, save_model
 
 from conftest import randomize_zero_init
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 
 def _run(*args):

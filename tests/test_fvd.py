@@ -144,6 +144,7 @@ def test_dataset_source_with_stride():
         compute_fvd("synthetic:train:colour=red", clips(), cfg, detector=det)
 
 
+@pytest.mark.slow  # the real I3D on real clips
 def test_end_to_end_with_the_real_i3d(tmp_path):
     """Default detector, uint8 npz input, 9 frames: self-FVD ~0 and the I3D conventions are reported."""
     videos = np.random.default_rng(0).integers(0, 256, size=(2, 9, 48, 48, 3), dtype=np.uint8)

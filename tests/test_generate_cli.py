@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import generate_video  # noqa: E402
 
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
+
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 PROMPT = "a red circle moves right"
 

@@ -126,3 +126,17 @@ def test_merged_adapters_match_peft_and_drop_adapter_flops():
     (v_peft, i_peft), (v_merged, i_merged) = runs
     assert torch.allclose(v_merged, v_peft, atol=1e-4)
     assert i_merged["flops_fraction"] < i_peft["flops_fraction"]  # the peft path's adapter matmuls are counted
+
+
+def test_precomputed_embeddings_and_shards(pipe):
+    prompts = ["a red ball", "blue sky", "c d e"]
+    video, info = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    tokens, mask = pipe.text_encoder.encode(prompts)
+    same, _ = pipe(prompt_embeds=tokens, prompt_mask=mask, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    assert torch.equal(same, video)
+    # a data-parallel process generates prompts i % world == rank, with their own seeds and the same schedule
+    part, pinfo = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, shard=(1, 2), **CLIP)
+    assert pinfo["indices"] == [1] and pinfo["seeds"] == [4] and pinfo["schedule"] == info["schedule"]
+    assert torch.allclose(part[0], video[1], atol=1e-5)
+    with pytest.raises(ValueError, match="prompt embeddings must be"):
+        pipe(prompt_embeds=tokens[..., :3], progress=False, **CLIP)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "flexivid-small"
 HASHES = Path(__file__).with_name("data") / "shipped_videos.json"

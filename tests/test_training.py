@@ -7,6 +7,8 @@ import torch
 from safetensors.torch import load_file
 from train_utils import build_stub_cache, copy_checkpoint, read_log, run_train, tiny_pretrain_config, write_config
 
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
+
 
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
@@ -40,7 +42,7 @@ def test_resume_is_bit_exact(two_rank_run, tmp_path):
     partial = tmp_path / "resumed" / "ckpt" / "step0000012"  # the save that was killed: never published as latest
     partial.mkdir()
     (partial / "mp_rank_00_model_states.pt").write_bytes(b"truncated")
-    proc = run_train(cfg, "--resume", "--out-dir", str(tmp_path / "resumed"), nproc=2)
+    proc = run_train(cfg, "--resume", "--output", str(tmp_path / "resumed"), nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     full = load_file(tmp / "full" / "export" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "export" / "model.safetensors")

@@ -4,12 +4,12 @@
 Frontier (default): for a checkpoint and a list of schedules, generate the same prompts/seeds with each schedule and
 write ``<out>/frontier.md``, ``frontier.json`` and ``frontier.png`` (quality vs compute)::
 
-    python tools/benchmark.py --checkpoint checkpoints/flexivid-small --out runs/bench --num-videos 256
+    python tools/benchmark.py --checkpoint checkpoints/flexivid-small --output runs/bench --num-videos 256
 
 Kernels: per-mode step time and achieved TFLOP/s (and % of the measured bf16 matmul peak) for presets with random
 weights, eager and torch.compile, the attention backend named::
 
-    python tools/benchmark.py --kernels --out runs/kernels
+    python tools/benchmark.py --kernels --output runs/kernels
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ def weak_modes(base):
 
 
 def run_kernels(a) -> int:
-    out = Path(a.out)
+    out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
     peak = matmul_peak_tflops()
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
@@ -66,10 +66,10 @@ def run_frontier(a) -> int:
     from flexivid.eval.frontier import FrontierSettings, rewrite_from_json, run_frontier as run
 
     if a.replot:
-        rewrite_from_json(a.out)
-        print(f"re-rendered {a.out}/frontier.md and frontier.png from frontier.json")
+        rewrite_from_json(a.output)
+        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json")
         return 0
-    settings = FrontierSettings(checkpoint=a.checkpoint, out_dir=a.out, num_videos=a.num_videos, steps=a.steps,
+    settings = FrontierSettings(checkpoint=a.checkpoint, out_dir=a.output, num_videos=a.num_videos, steps=a.steps,
                                 guidance_scale=a.guidance_scale, schedules=a.schedules, batch_sizes=tuple(a.batch_sizes),
                                 compile=a.compile, fvd=not a.no_fvd, text_cache=a.text_cache, device=a.device,
                                 seed=a.seed, timing_repeats=a.repeats, merge_adapters=not a.unmerged_adapters)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", action="store_true", help="per-mode kernel throughput instead of the frontier")
     ap.add_argument("--cases", nargs="+", default=["reference", "paper_video", "small"], choices=list(KERNEL_CASES))
-    ap.add_argument("--out", default="runs/benchmark")
+    ap.add_argument("--output", default="runs/benchmark", help="output folder")
     ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")

@@ -111,23 +111,15 @@ def output_paths(args, prompts: list[str]) -> list[Path]:
     return paths
 
 
-def shard() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)`` from a launcher's environment; ``(0, 0, 1)`` for a plain run."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, int(os.environ.get("LOCAL_RANK", str(rank))), world
-
-
 def load_pipeline(args):
     """The pipeline for --checkpoint; the default path falls back to a tiny random model when it is missing."""
     import torch
 
+    from flexivid.launcher import launch_env
     from flexivid.pipeline import VideoPipeline
 
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    _, local_rank, world = shard()
+    _, local_rank, world = launch_env()
     if world > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"  # one GPU per process
     if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -148,6 +140,7 @@ def load_pipeline(args):
 
 def run(args) -> int:
     from flexivid.fileio import atomic_write
+    from flexivid.launcher import launch_env
     from flexivid.video_io import to_uint8, write_video
 
     prompts = read_prompts(args)
@@ -157,45 +150,39 @@ def run(args) -> int:
     pipe, checkpoint = load_pipeline(args)
     d = pipe.defaults
     fps = args.fps or d.fps
-    kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
-              guidance_scale=args.guidance_scale, weak_to_strong=not args.no_weak_guidance)
-    # Validate every prompt and the shape / schedule / budget before the first video is written, and fix one
-    # schedule for all batches.
-    plan = pipe.plan(prompts, schedule=args.schedule, compute=args.compute, **kw)
-    if any(p.suffix.lower() == ".mp4" for p in paths) and (plan.height % 2 or plan.width % 2):
-        raise ValueError(f"mp4 needs an even height and width, got {plan.height}x{plan.width}; use .gif or .png")
-    rank, _, world = shard()
-    mine = list(range(rank, len(prompts), world))  # this process's prompts (all of them without a launcher)
+    height, width = args.height or d.height, args.width or d.width
+    if any(p.suffix.lower() == ".mp4" for p in paths) and (height % 2 or width % 2):
+        raise ValueError(f"mp4 needs an even height and width, got {height}x{width}; use .gif or .png")
+    rank, _, world = launch_env()
     tag = f"rank {rank}/{world}: " if world > 1 else ""
-    print(f"{tag}schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
-    total_s, info = 0.0, None
-    for start in range(0, len(mine), args.batch_size):
-        idx = mine[start:start + args.batch_size]
-        video, info = pipe([prompts[i] for i in idx], schedule=plan.schedule, seed=[args.seed + i for i in idx],
-                           progress=not args.quiet, shift=args.shift, **kw)
-        total_s += info["wall_clock_s"]
-        for j, i in enumerate(idx):
-            write_video(paths[i], to_uint8(video[j]), fps=fps)
-            sidecar = {
-                "prompt": prompts[i], "seed": args.seed + i, "output": str(paths[i]),
-                "args": {**vars(args), "checkpoint": checkpoint, "fps": fps, "device": str(pipe.device),
-                         "dtype": str(pipe.dtype).replace("torch.", "")},
-                "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
-                "steps": info["steps"], "guidance_scale": info["guidance_scale"],
-                "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
-                "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
-                "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"], "batch_prompts": len(idx),
-            }
-            atomic_write(paths[i].with_suffix(".json"),
-                         lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
-            print(f"{tag}wrote {paths[i]}")
-    if info is None:  # more processes than prompts
+    # One call: every prompt is checked and encoded once, one schedule is chosen over all prompts (the same in every
+    # process), and this process generates its share (prompts i with i % world == rank).
+    video, info = pipe(prompts, num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
+                       guidance_scale=args.guidance_scale, schedule=args.schedule, compute=args.compute,
+                       seed=args.seed, batch_size=args.batch_size, progress=not args.quiet, shift=args.shift,
+                       weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
+    print(f"{tag}schedule: {info['schedule']} ({info['order']}), FLOPs {info['flops_fraction']:.4f} of full")
+    for j, i in enumerate(info["indices"]):
+        write_video(paths[i], to_uint8(video[j]), fps=fps)
+        sidecar = {
+            "prompt": prompts[i], "seed": info["seeds"][j], "output": str(paths[i]),
+            "args": {**vars(args), "checkpoint": checkpoint, "fps": fps, "device": str(pipe.device),
+                     "dtype": str(pipe.dtype).replace("torch.", "")},
+            "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
+            "steps": info["steps"], "guidance_scale": info["guidance_scale"],
+            "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
+            "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
+            "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"],
+        }
+        atomic_write(paths[i].with_suffix(".json"), lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
+        print(f"{tag}wrote {paths[i]}")
+    if not info["indices"]:  # more processes than prompts
         print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
         return 0
     s2 = info["weak_guidance_scale"]
     weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
-    print(f"{tag}schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "
-          f"wall-clock {total_s:.2f} s for {len(mine)} video(s) (model loading excluded)")
+    print(f"{tag}schedule {info['schedule']} | FLOPs {info['flops_fraction']:.4f} of full{weak} | "
+          f"wall-clock {info['wall_clock_s']:.2f} s for {len(info['indices'])} video(s) (model loading excluded)")
     return 0
 
 

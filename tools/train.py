@@ -26,7 +26,7 @@ def parse_args(argv=None):
     ap.add_argument("--config", required=True, help="YAML run config (configs/*.yaml)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from <out_dir>/ckpt/latest (bit-exact on the same process count)")
-    ap.add_argument("--out-dir", default=None, help="override train.out_dir")
+    ap.add_argument("--output", default=None, help="run folder; overrides train.out_dir")
     ap.add_argument("--steps", type=int, default=None, help="override train.steps")
     ap.add_argument("--deepspeed-config", default=None, help="override train.deepspeed_config (ds_configs/*.json)")
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -38,14 +38,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config)
-        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("steps", args.steps),
+        overrides = {k: v for k, v in (("out_dir", args.output), ("steps", args.steps),
                                        ("deepspeed_config", args.deepspeed_config)) if v is not None}
         cfg.train = dataclasses.replace(cfg.train, **overrides)
         resume = args.resume or cfg.train.resume
-        from flexivid.training.preflight import preflight_env
-
-        preflight_env(cfg, args.config, resume)  # one-line errors before the slow DeepSpeed / peft imports
-        from flexivid.training.engine import train
+        from flexivid.training.engine import train  # preflight runs first in there, before DeepSpeed starts
 
         train(cfg, args.config, resume)
     except (ConfigError, FileNotFoundError, ValueError) as e:

@@ -1,4 +1,4 @@
-"""Classifier-free guidance and FlexiDiT's weak-to-strong guidance with mixed patch sizes (method.md section 5).
+"""Classifier-free guidance and FlexiDiT's weak-to-strong guidance with mixed patch sizes.
 
 The model predicts a velocity; both guidance rules are linear in the prediction, so they read the same for
 velocities as for the paper's epsilons:

@@ -1,5 +1,5 @@
 """Patch schedules: which mode runs at each denoising step, for the conditional and the guidance branch, and their
-FLOPs (method.md section 4).
+FLOPs.
 
 A schedule spec (``--schedule`` on the CLI, ``schedule=`` in the pipeline) is one of::
 

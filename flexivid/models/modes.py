@@ -36,7 +36,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import torch
 from torch import nn
 
 FULL = "full"
@@ -86,9 +85,6 @@ class ModeSpec:
                                  f"alpha")
             return cls(**value)
         return cls(tuple(value), adapter="none")
-
-    def to_dict(self) -> dict:
-        return {"patch": list(self.patch), "adapter": self.adapter, "rank": self.rank, "alpha": self.alpha}
 
 
 def lora_specs(patches: dict[str, Iterable[int]], rank: int, alpha: float | None = None,

@@ -189,7 +189,7 @@ def load_checkpoint(engine, out_dir: str | os.PathLike, universal: bool = False)
 
 
 def source_text_config(cfg: Config) -> TextConfig:
-    """The text encoder that produced the training embeddings, as a ``TextConfig`` dict for generation.
+    """The text encoder that produced the training embeddings, as a ``TextConfig`` for generation.
 
     Training may read a cache (``text.encoder: cache``); generation needs the encoder that built it, which the
     cache's safetensors metadata names (``flexivid.text.build_text_cache``). The export then names that encoder and

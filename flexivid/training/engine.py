@@ -17,9 +17,8 @@ mode of a step is drawn from ``distill.mode_weights`` with a (seed, step)-derive
 per step, ``full`` included.
 
 All randomness is derived from (seed, step, rank), see ``batches``; checkpoints (``checkpoint``) hold DeepSpeed's
-state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels: an
-H100 bf16 run resumed and a fresh one both differ from another fresh run by ~5e-13). Every checkpoint also
-refreshes ``<out_dir>/export``.
+state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels; see
+docs/results.md). Every checkpoint also refreshes ``<out_dir>/export``.
 
 Resuming on a different number of ranks converts the checkpoint to a DeepSpeed universal checkpoint first, which
 restores weights, Adam moments, LR schedule, EMA and step; the global batch follows the new rank count
@@ -40,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict
+from ..launcher import launch_env
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
@@ -58,17 +58,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)``; a plain ``python`` run gets single-process rendezvous defaults.
+def distributed_env() -> None:
+    """Single-process rendezvous defaults for a plain ``python`` run (a launcher sets its own).
 
     DeepSpeed needs all five variables, or it falls back to MPI discovery (``No module named 'mpi4py'``).
     """
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, local_rank, world = launch_env()
+    for key, value in (("RANK", rank), ("LOCAL_RANK", local_rank), ("WORLD_SIZE", world),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, str(value))
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(_free_port())
 
 
 def _init_deepspeed(device: torch.device):
@@ -103,9 +103,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, config_path: str, resume: bool = False):
         self.cfg, self.config_path = cfg, config_path
-        self.rank, self.local_rank, self.world = distributed_env()
+        self.rank, self.local_rank, self.world = launch_env()
         self.device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         ds_config = preflight(cfg, config_path, self.world, self.device.type, resume)  # fail fast, before imports
+        distributed_env()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.out_dir = Path(cfg.train.out_dir)

@@ -5,7 +5,6 @@ Each problem is one line naming the key, the file and the fix: ``ConfigError`` f
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..config import Config, ConfigError
@@ -34,10 +33,8 @@ def _check_ranges(cfg: Config, where: str) -> None:
 
 def _check_init_from(cfg: Config, where: str) -> None:
     """``train.init_from``: pretrain only, an exported model whose architecture is this config's ``model``."""
-    import json
-
-    from ..config import config_from_dict
-    from ..models.dit import apply_preset
+    from ..models.serialization import read_spec
+    from ..presets import apply_preset
 
     src = Path(cfg.train.init_from)
     if cfg.stage != "pretrain":
@@ -46,7 +43,7 @@ def _check_init_from(cfg: Config, where: str) -> None:
     if not (src / "config.json").is_file() or not (src / "model.safetensors").is_file():
         raise FileNotFoundError(f"train.init_from not found: {src} (expected an exported model directory with "
                                 f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
-    saved = apply_preset(config_from_dict({"model": json.loads((src / "config.json").read_text())["model"]}).model)
+    saved = apply_preset(read_spec(src).model)
     want = apply_preset(cfg.model)
     keys = ("in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio", "text_dim", "patch_size", "qk_norm")
     diff = [f"{k} {getattr(saved, k)} vs {getattr(want, k)}" for k in keys if getattr(saved, k) != getattr(want, k)]
@@ -144,10 +141,10 @@ def _check_out_dir(cfg: Config, resume: bool) -> None:
     has_run = (out / "ckpt" / "latest").is_file()
     if resume and not has_run:
         raise FileNotFoundError(f"nothing to resume: no {out / 'ckpt' / 'latest'} (start without --resume, or "
-                                f"point --out-dir at the run to continue)")
+                                f"point --output at the run to continue)")
     if not resume and has_run:  # never mix two runs' checkpoints and logs
         raise ConfigError(f"config error: {out} already holds a run (ckpt/latest); continue it with --resume or "
-                          f"choose another train.out_dir / --out-dir")
+                          f"choose another train.out_dir / --output")
 
 
 def _check_resume_zero_stage(cfg: Config, ds: dict) -> None:
@@ -173,11 +170,3 @@ def preflight(cfg: Config, config_path: str, world_size: int, device_type: str, 
     if resume:
         _check_resume_zero_stage(cfg, ds)
     return ds
-
-
-def preflight_env(cfg: Config, config_path: str, resume: bool = False) -> dict:
-    """``preflight`` for this process's launch environment (``WORLD_SIZE``, CUDA or not)."""
-    import torch
-
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return preflight(cfg, config_path, int(os.environ.get("WORLD_SIZE", "1")), device_type, resume)
