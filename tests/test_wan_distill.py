@@ -32,6 +32,7 @@ def tiny_wan_folder(path):
     return path
 
 
+@pytest.mark.slow  # a DeepSpeed training subprocess
 def test_precompute_then_distil_then_load_the_adapters_onto_the_base(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -98,3 +99,15 @@ def test_bad_wan_distill_configs_fail_in_one_line_before_deepspeed(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_wan_1_3b_example_config_loads_and_names_what_is_missing(capsys):
+    from flexivid.config import load_config
+    from tools.train import main as train_main
+
+    path = REPO / "configs" / "distill_wan2.1_1.3b.yaml"
+    cfg = load_config(path)
+    assert cfg.distill.diffusers_class == "WanTransformer3DModel" and cfg.data.name == "latents"
+    assert cfg.distill.modes == {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)} and cfg.distill.lora_rank == 64
+    assert train_main(["--config", str(path), "--output", "/nonexistent/run"]) == 2
+    assert "distill.diffusers_path not found: /models/Wan2.1-T2V-1.3B-Diffusers" in capsys.readouterr().err

@@ -33,6 +33,7 @@ def call(pipe, steps=4):
                 generator=torch.Generator().manual_seed(0)).frames
 
 
+@pytest.mark.slow  # end to end: 4 pipeline runs
 def test_wan_pipeline_full_bit_identical_then_a_weak_schedule(pipe):
     original = pipe.transformer
     ref = call(pipe)
@@ -63,6 +64,7 @@ def test_wan_pipeline_full_bit_identical_then_a_weak_schedule(pipe):
         pipe.transformer = original
 
 
+@pytest.mark.slow  # end to end: the benchmark's --smoke size
 def test_benchmark_wan_smoke(tmp_path):
     import json
 

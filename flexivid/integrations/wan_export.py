@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..config import config_to_dict
 from ..fileio import atomic_write
 from ..models.modes import ModeSpec
 from .wan import FlexiWanTransformer
@@ -36,7 +37,7 @@ def save_flexified_wan(flexi: FlexiWanTransformer, out_dir: str | os.PathLike, b
                        extra: dict | None = None) -> Path:
     """Write ``flexi``'s weak modes to ``out_dir`` (float32 tensors, atomic files); returns the directory."""
     out = Path(out_dir)
-    modes = {m: spec.to_dict() for m, spec in flexi.specs.items()}
+    modes = {m: config_to_dict(spec) for m, spec in flexi.specs.items()}
     meta = {"format": FORMAT, "diffusers_class": type(flexi.transformer).__name__,
             "base": {"path": base_path, "config": _jsonable(flexi.config)}, "modes": modes,
             "projection": flexi.projection, **(extra or {})}
