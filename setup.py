@@ -24,6 +24,8 @@ setup(
         "flexivid-profile-modes=flexivid_tools.profile_modes:main",
         "flexivid-export-release=flexivid_tools.export_release:main",
         "flexivid-build-text-cache=flexivid_tools.build_text_cache:main",
+        "flexivid-precompute-wan=flexivid_tools.precompute_wan_latents:main",
+        "flexivid-benchmark-wan=flexivid_tools.benchmark_wan:main",
     ]},
     # A range, never a pin: GPU machines keep their own CUDA torch. On a CPU machine install torch==2.13.0 first
     # (the Makefile does), or pip resolves a multi-GB CUDA build.
