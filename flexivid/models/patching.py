@@ -64,7 +64,7 @@ def embed_projection(base: Patch, mode: Patch, form: str = "paper") -> torch.Ten
 def project_embed_kernel(weight: torch.Tensor, base: Patch, mode: Patch, form: str = "paper") -> torch.Tensor:
     """Project a Conv3d embed kernel ``(D, C, *base)`` to ``(D, C, *mode)`` (computed in float64)."""
     d, c = weight.shape[:2]
-    p = embed_projection(tuple(base), tuple(mode), form)
+    p = embed_projection(tuple(base), tuple(mode), form).to(weight.device)  # the cached matrix lives on the CPU
     w = weight.detach().to(torch.float64).reshape(d, c, -1)
     return torch.einsum("mb,dcb->dcm", p, w).reshape(d, c, *mode).to(weight.dtype)
 
@@ -74,7 +74,7 @@ def project_deembed(weight: torch.Tensor, bias: torch.Tensor, channels: int, bas
 
     Output features are ordered ``(c, pt, ph, pw)``. Returns ``(weight (C*prod(mode), D), bias (C*prod(mode),))``.
     """
-    u = resize_matrix(tuple(base), tuple(mode))  # (n_mode, n_base)
+    u = resize_matrix(tuple(base), tuple(mode)).to(weight.device)  # (n_mode, n_base)
     w = weight.detach().to(torch.float64).reshape(channels, -1, weight.shape[1])
     b = bias.detach().to(torch.float64).reshape(channels, -1)
     w_new = torch.einsum("mb,cbd->cmd", u, w).reshape(-1, weight.shape[1])

@@ -285,4 +285,6 @@ def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, spec:
     with torch.no_grad():
         for n, v in ema.shadow.items():
             params[n].copy_(v.to(params[n].device, params[n].dtype))
+    if hasattr(fresh, "export"):  # a diffusers model exports its weak modes only
+        return fresh.export(Path(out_dir) / "export", spec)
     return save_model(fresh, Path(out_dir) / "export", spec)

@@ -145,7 +145,7 @@ class Trainer:
         self.engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=list(self.trainable.values()),
                                                     config=ds_config)
         self.zero_stage = zero_stage(ds_config)
-        if self.zero_stage == 3:  # drop_text reads null_text outside FlexiVideoDiT.forward
+        if self.zero_stage == 3 and hasattr(self.model, "null_text"):  # drop_text reads it outside forward
             deepspeed.zero.register_external_parameter(objective, self.model.null_text)
         if cfg.train.compile:
             if self.zero_stage == 3:
@@ -162,6 +162,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- building
     def _build_model(self) -> FlexiVideoDiT:
         cfg = self.cfg
+        if cfg.stage == "distill" and cfg.distill.diffusers_class:  # a diffusers transformer (integrations)
+            from ..integrations.wan_training import build_wan_student
+
+            return build_wan_student(cfg.distill)
         if cfg.stage == "pretrain":
             model = FlexiVideoDiT(cfg.model)
             if cfg.train.init_from:  # continued pretraining; preflight checked the architecture
@@ -196,7 +200,8 @@ class Trainer:
 
         cfg = self.cfg
         dataset = self.dataset = build_dataset(cfg.data)
-        self.text_encoder = build_text_encoder(cfg.text, self.device)
+        # precomputed clips carry their text embeddings
+        self.text_encoder = None if cfg.data.name == "latents" else build_text_encoder(cfg.text, self.device)
         self.autoencoder = build_autoencoder(cfg.autoencoder)
         if isinstance(self.autoencoder, nn.Module):
             self.autoencoder.to(self.device).eval()
@@ -218,13 +223,26 @@ class Trainer:
             self._text_len = max(1, round(mask.sum(1).float().mean().item()))
         return tokens.to(self.device, torch.float32), mask.to(self.device, torch.bool)
 
+    def _inputs(self, batch: dict):
+        """A batch -> ``(x0 latents, text tokens, text mask)`` on the device; precomputed clips skip the encoders."""
+        if "latent" in batch:
+            text, mask = batch["text"].to(self.device), batch["text_mask"].to(self.device)
+            if self._text_len is None:
+                self._text_len = text.shape[1]  # Wan attends to every (zero-padded) text position
+            return batch["latent"].to(self.device).float(), text, mask
+        with torch.no_grad():
+            x0 = self.autoencoder.encode(batch["video"].to(self.device, non_blocking=True)).float()
+        return (x0, *self._encode_text(batch["caption"]))
+
     def _step_flops(self, mode: str, latent_shape) -> float:
         """Estimated FLOPs of one optimizer step on one GPU (fwd + bwd = 3 x forward; teacher forward once)."""
         mcfg, b = self.model.config, self.cfg.train.micro_batch_size * self.cfg.train.grad_accum
         lora = self.model.mode_adapters.lora_rank(mode)
-        fl = 3 * forward_flops(mcfg, self.model.modes[mode], latent_shape, self._text_len, b, lora)
+        flops = getattr(self.model, "forward_flops", None)  # diffusers models count their own architecture
+        fwd = flops or (lambda m, *a: forward_flops(mcfg, self.model.modes[m], *a))
+        fl = 3 * fwd(mode, latent_shape, self._text_len, b, lora)
         if self.engine.module.objective == "distill":
-            fl += forward_flops(mcfg, self.model.modes["full"], latent_shape, self._text_len, b)
+            fl += fwd("full", latent_shape, self._text_len, b, 0)
         return float(fl)
 
     # ----------------------------------------------------------------------------------------------- run
@@ -276,10 +294,7 @@ class Trainer:
             lr = self.engine.get_lr()[0]
             loss_sum = torch.zeros((), device=self.device)
             for k in range(t.grad_accum):
-                batch = next(batches)
-                with torch.no_grad():
-                    x0 = self.autoencoder.encode(batch["video"].to(self.device, non_blocking=True)).float()
-                text, mask = self._encode_text(batch["caption"])
+                x0, text, mask = self._inputs(next(batches))
                 loss = self.engine(x0, text, mask, step_generator(cfg.seed, step, self.rank, k, self.device), mode)
                 self.engine.backward(loss)
                 self.engine.step()
@@ -363,7 +378,7 @@ class Trainer:
             monitor.event(self._start_record(start, start_sample),
                           f"{self.cfg.stage}: {self.param_summary} | {self.world} rank(s) on "
                           f"{self.device.type} | {self.precision} | ZeRO-{self.zero_stage} | "
-                          f"{describe_backend(self.model.config.attention_backend, self.device)}")
+                          f"{describe_backend(getattr(self.model.config, 'attention_backend', 'auto'), self.device)}")
             self._train_steps(monitor)
             if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
                 export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, start))

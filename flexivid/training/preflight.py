@@ -84,11 +84,14 @@ def _check_stage(cfg: Config, where: str) -> None:
                               f"(weak modes are added afterwards by a 'distill' stage)")
         return
     d = cfg.distill
-    if not d.base_checkpoint:
+    if d.diffusers_class:
+        _check_diffusers_base(cfg, where)
+    elif not d.base_checkpoint:
         raise ConfigError(f"config error: distill.base_checkpoint is not set in {where} (the export directory of a "
-                          f"pretraining run, e.g. runs/pretrain/export)")
-    base = Path(d.base_checkpoint)
-    if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
+                          f"pretraining run, e.g. runs/pretrain/export; or distill.diffusers_class and "
+                          f"diffusers_path for a diffusers model)")
+    base = Path(d.base_checkpoint or "")
+    if not d.diffusers_class and (not (base / "config.json").is_file() or not (base / "model.safetensors").is_file()):
         raise FileNotFoundError(f"distill.base_checkpoint not found: {base} (expected an exported model directory with "
                                 f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
     from ..models.serialization import check_export  # lazily: imports the model code
@@ -112,8 +115,34 @@ def _check_stage(cfg: Config, where: str) -> None:
         raise ConfigError(f"config error: distill.lora_rank must be >= 1, got {d.lora_rank} in {where}")
 
 
+def _check_diffusers_base(cfg: Config, where: str) -> None:
+    """``distill.diffusers_*``: exactly one of a local model folder or a config, precomputed data, no shared weights."""
+    d = cfg.distill
+    if d.base_checkpoint:
+        raise ConfigError(f"config error: set distill.base_checkpoint or distill.diffusers_class, not both, in {where}")
+    if bool(d.diffusers_path) == bool(d.diffusers_config):
+        raise ConfigError(f"config error: distill.diffusers_class needs exactly one of distill.diffusers_path (a local "
+                          f"model folder) or distill.diffusers_config (random weights, tests) in {where}")
+    if d.diffusers_path and not Path(d.diffusers_path).is_dir():
+        raise FileNotFoundError(f"distill.diffusers_path not found: {d.diffusers_path} (a local diffusers folder, "
+                                f"e.g. Wan2.1-T2V-1.3B-Diffusers; set in {where})")
+    if d.shared_weights:
+        raise ConfigError(f"config error: distill.shared_weights is not supported with distill.diffusers_class in "
+                          f"{where} (diffusers models distil one LoRA per mode)")
+    if cfg.data.name != "latents":
+        raise ConfigError(f"config error: distill.diffusers_class trains on precomputed clips: set data.name: latents "
+                          f"in {where} (write them with tools/precompute_wan_latents.py)")
+
+
 def _check_paths(cfg: Config, where: str) -> None:
     data, text, ae = cfg.data, cfg.text, cfg.autoencoder
+    if data.name == "latents":
+        if not data.root:
+            raise ConfigError(f"config error: data.root is not set in {where} (needed by data.name: latents)")
+        if not Path(data.root).is_dir() or not any(Path(data.root).glob("*.safetensors")):
+            raise FileNotFoundError(f"no precomputed clips (*.safetensors) in data.root {data.root} (write them with "
+                                    f"tools/precompute_wan_latents.py; set in {where})")
+        return  # the text encoder and autoencoder are not used
     if data.name == "video_folder":
         for key, value in (("data.root", data.root), ("data.captions", data.captions)):
             if not value:
