@@ -217,7 +217,8 @@ def _write(rows: list[Row], s: FrontierSettings, out: Path, pipe) -> None:
 def _write_table(rows: list[Row], s: FrontierSettings, out: Path, dev: str) -> None:
     keys = sorted({k for r in rows for k in r.timings})
     head = ["schedule", "family", "FLOPs %"] + [f"s/video {k}" for k in keys] + [f"speed-up {k}" for k in keys] + \
-        ["FVD", "fidelity", "colour", "shape", "size", "direction", "PSNR", "SSIM"]
+        ["FVD", "fidelity", "colour", "shape", "size", "direction", "speed", "jump rate", "straightness", "PSNR",
+         "SSIM"]
     fvd = (f"I3D, {s.num_videos} fake vs 2048 real clips, 16 frames, whole-frame bilinear 224" if s.fvd
            else "not computed (--no-fvd)")
     lines = [f"device: {dev}; checkpoint {s.checkpoint}; {s.num_videos} videos per schedule (held-out test prompts), "
@@ -230,7 +231,9 @@ def _write_table(rows: list[Row], s: FrontierSettings, out: Path, dev: str) -> N
         cells = [r.label, r.family, f"{100 * r.flops_fraction:.1f}"] + [fmt(r.timings.get(k), 4) for k in keys] + \
             [fmt(r.speedups.get(k), 2) for k in keys] + [fmt(r.fvd, 1), fmt(f.get("mean")), fmt(f.get("colour")),
                                                           fmt(f.get("shape")), fmt(f.get("size")),
-                                                          fmt(f.get("direction")), fmt(r.psnr, 2), fmt(r.ssim)]
+                                                          fmt(f.get("direction")), fmt(f.get("speed")),
+                                                          fmt(f.get("jump_rate")), fmt(f.get("straightness")),
+                                                          fmt(r.psnr, 2), fmt(r.ssim)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "samples.gif rows, top to bottom: " + ", ".join(r.label for r in rows)]
     (out / "frontier.md").write_text("\n".join(lines) + "\n")
