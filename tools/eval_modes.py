@@ -14,6 +14,7 @@ from flexivid.eval.agreement import held_out_batch, weak_vs_full_mse
 from flexivid.models.flexify import flexify
 from flexivid.models.serialization import load_model
 from flexivid.pipeline import VideoPipeline
+from flexivid.text import CachedTextEncoder
 
 
 def main(argv=None) -> int:
@@ -22,9 +23,12 @@ def main(argv=None) -> int:
     ap.add_argument("--num-clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON file for the result")
+    ap.add_argument("--text-cache", default=None, help="safetensors text cache (machines without MiniLM)")
     a = ap.parse_args(argv)
     try:
-        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False)  # the adapters as trained
+        text = CachedTextEncoder(a.text_cache) if a.text_cache else None
+        # the adapters as trained (unmerged)
+        pipe = VideoPipeline.from_pretrained(a.checkpoint, device="cpu", merge_adapters=False, text_encoder=text)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
