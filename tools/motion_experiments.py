@@ -247,11 +247,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small", help="model of shipped_symmetry")
     ap.add_argument("--save-models", default=None, help="folder for each trained tiny model (torch.save)")
+    ap.add_argument("--draws", type=int, default=32, help="noise draws per caption of the mean prediction")
     ap.add_argument("--init-from", default=None, help="folder of --save-models: continue each experiment's model")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     ap.add_argument("--output", required=True, help="JSONL file; one line per experiment is appended")
     args = ap.parse_args(argv)
-    unknown = [e for e in args.experiments if e not in EXPERIMENTS and e != "shipped_symmetry"]
+    unknown = [e for e in args.experiments
+               if e not in EXPERIMENTS and e not in ("shipped_symmetry", "shipped_mean_prediction")]
     if unknown:
         print(f"error: unknown experiment(s) {', '.join(unknown)}; allowed: {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
@@ -261,6 +263,17 @@ def main(argv=None) -> int:
     encoder = MiniLMEncoder(max_length=16)
     trained: dict[str, dict] = {}
     for name in args.experiments:
+        if name == "shipped_mean_prediction":  # the exported model's E[x0 | caption] from pure noise
+            from flexivid.models.serialization import load_model
+
+            model = load_model(args.checkpoint, modes=[]).eval()
+            clips = Clips(family(["left", "right", "up", "down"], ["slow", "fast"]), 16, 64, 64, encoder)
+            row = {"experiment": name, "checkpoint": args.checkpoint, "clip": [16, 64, 64],
+                   "mean_prediction": mean_prediction_direction(model, clips, args.draws, args.seed)}
+            print(json.dumps(row), flush=True)
+            with open(args.output, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            continue
         if name == "shipped_symmetry":
             row = {"experiment": name, "checkpoint": args.checkpoint, **shipped_symmetry(args.checkpoint, encoder,
                                                                                          args.seed)}
@@ -295,7 +308,7 @@ def main(argv=None) -> int:
                "real": score(real, [attrs[i] for i in idx]),
                "reverse_gap": reverse_gap(model, clips, 32, args.seed),
                "uniform_input_spread": uniform_spread(model, clips),
-               "mean_prediction": mean_prediction_direction(model, clips, 32, args.seed),
+               "mean_prediction": mean_prediction_direction(model, clips, args.draws, args.seed),
                "cpu_seconds": round(time.time() - start, 1)}
         print(json.dumps(row), flush=True)
         with open(args.output, "a") as f:
