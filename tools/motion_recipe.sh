@@ -18,7 +18,8 @@ smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-w=runs/motion_recipe; rm -rf "$w"; mkdir -p "$w/logs"
+# work outside the repository: a machine that re-copies the tree between calls must not wipe a detached run's files
+w=${WORK:-/tmp/flexivid_motion_recipe}; rm -rf "$w"; mkdir -p "$w/logs"
 cache=runs/text_cache/minilm_synthetic.safetensors
 if ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's deepspeed comes as carried wheels
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
