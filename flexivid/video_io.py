@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from fractions import Fraction
 
 import numpy as np
 import torch
+
+from .fileio import atomic_write
 
 # Constant-rate-factor for libx264: 0 is lossless, 23 is ffmpeg's default. 12 keeps write->read round trips
 # within a few grey levels (chroma subsampling of yuv420p is the larger error at sharp colour edges).
@@ -93,18 +94,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8) -> 
     if suffix not in _WRITERS:
         raise ValueError(f"cannot write video '{path}': unknown suffix '{suffix}' (use one of {', '.join(_WRITERS)})")
     frames = _check_frames(frames)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        _WRITERS[suffix](tmp, frames, fps)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a written video should be readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: _WRITERS[suffix](tmp, frames, fps))
 
 
 def _indices(total: int, num_frames: int | None, stride: int, start: int, path: str) -> list[int]:

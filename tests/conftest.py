@@ -24,3 +24,13 @@ def randomize_zero_init(model, std=0.02, seed=0):
             if p.numel() and p.abs().sum() == 0:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped on machines without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -8,10 +8,12 @@ from train_utils import TEXT_DIM, build_stub_cache, copy_checkpoint, read_log, r
 from flexivid.config import DataConfig, ModelConfig
 from flexivid.data.synthetic import SyntheticVideoDataset
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import flexify
+from flexivid.models.modes import flexify, lora_specs
 from flexivid.models.serialization import load_model, save_model
 from flexivid.text import CachedTextEncoder
 from flexivid.training.losses import DiffusionObjective
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 RANK = 8
@@ -57,7 +59,7 @@ def run(tmp_path_factory):
 
 
 def flexified_base(tmp):
-    return flexify(load_model(tmp / "base", modes=[]), dict(MODES), lora_rank=RANK)
+    return flexify(load_model(tmp / "base", modes=[]), lora_specs(dict(MODES), RANK))
 
 
 def clips(cache, split: str, n: int):
@@ -120,7 +122,7 @@ def test_export_reproduces_trained_network_and_full_mode_is_untouched(run):
 def test_distill_resume_is_bit_exact(run, tmp_path):
     tmp, cfg = run
     copy_checkpoint(tmp / "out", tmp_path / "resumed", 100)
-    proc = run_train(cfg, "--resume", "--out-dir", str(tmp_path / "resumed"))
+    proc = run_train(cfg, "--resume", "--output", str(tmp_path / "resumed"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("model.safetensors", "adapters/coarse_time.safetensors", "adapters/coarse_space.safetensors"):
         a, b = load_file(tmp / "out" / "export" / name), load_file(tmp_path / "resumed" / "export" / name)
@@ -136,7 +138,7 @@ def test_shared_weights_variant_trains_everything(run, tmp_path):
     start = read_log(tmp_path / "shared")[0]
     assert start["trainable_params"] == start["total_params"] and set(start["modes"]) == {"full", *MODES}
     model = load_model(tmp_path / "shared" / "export")
-    assert model.lora_modes == () and set(model.modes) == {"full", *MODES}
+    assert model.mode_adapters.lora_modes == () and set(model.modes) == {"full", *MODES}
 
 
 def test_zero3_distillation_matches_zero2(run, tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from flexivid.config import ModelConfig
 from flexivid.models.dit import FlexiVideoDiT
+from flexivid.models.modes import ModeSpec
 from flexivid.models.positions import axis_dims, token_coordinates
 
 from conftest import randomize_zero_init
@@ -27,7 +28,7 @@ def test_full_mode_bit_identical_to_plain_model(tiny_cfg):
     plain = randomize_zero_init(FlexiVideoDiT(tiny_cfg))
     flex = copy.deepcopy(plain)
     for name, patch in MODES.items():
-        flex.add_mode(name, patch)
+        flex.add_mode(name, ModeSpec(patch))
     x, t, text, mask = _inputs()
     assert torch.equal(plain(x, t, text, mask), flex(x, t, text, mask, "full"))
     assert set(flex.modes) == {"full", *MODES}
@@ -92,19 +93,20 @@ def test_unknown_preset_and_duplicate_mode(tiny_cfg):
     with pytest.raises(ValueError, match="unknown model preset 'huge'.*tiny"):
         FlexiVideoDiT(ModelConfig(preset="huge"))
     m = FlexiVideoDiT(tiny_cfg)
-    m.add_mode("coarse_time", (2, 2, 2))
+    m.add_mode("coarse_time", ModeSpec((2, 2, 2)))
     with pytest.raises(ValueError, match="already exists"):
-        m.add_mode("coarse_time", (2, 2, 2))
+        m.add_mode("coarse_time", ModeSpec((2, 2, 2)))
 
 
+@pytest.mark.slow  # torch.compile traces
 @pytest.mark.parametrize("mode", [None, "reduce-overhead"])
 def test_compiled_stack_matches_eager(tiny_cfg, mode):
     """compile_blocks: regional (per block) or, for CUDA graphs, the whole stack as one function (traced with the
     eager backend here; CUDA graphs need a GPU). Both give the eager outputs, dense and packed, in every mode."""
-    from flexivid.models.flexify import flexify
+    from flexivid.models.modes import flexify, lora_specs
 
     torch.manual_seed(0)
-    model = flexify(randomize_zero_init(FlexiVideoDiT(tiny_cfg)), dict(MODES), lora_rank=4).eval()
+    model = flexify(randomize_zero_init(FlexiVideoDiT(tiny_cfg)), lora_specs(dict(MODES), 4)).eval()
     with torch.no_grad():  # LoRA B starts at zero: make the adapters matter
         for name, p in model.named_parameters():
             if "lora_B" in name:

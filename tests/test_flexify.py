@@ -3,9 +3,10 @@ import copy
 
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.flexify import activate_mode, flexify, lora_layers, merge_adapters, merged_copy, mode_parameters
+from flexivid.models.modes import flexify, lora_specs
 from flexivid.models.serialization import load_model, save_model
 
 from conftest import randomize_zero_init
@@ -13,13 +14,17 @@ from conftest import randomize_zero_init
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 
 
+def lora_layers(model):
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
 @pytest.fixture
 def pair(tiny_cfg):
     torch.manual_seed(0)
     base = randomize_zero_init(FlexiVideoDiT(tiny_cfg))
-    flex = flexify(copy.deepcopy(base), MODES, lora_rank=4)
+    flex = flexify(copy.deepcopy(base), lora_specs(MODES, 4))
     for mode in MODES:  # a trained adapter is non-zero; make sure switching is observable
-        for n, p in mode_parameters(flex, mode).items():
+        for n, p in flex.mode_adapters.parameters_of(mode).items():
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.05)
     x = torch.randn(2, 3, 4, 8, 8)
@@ -27,10 +32,15 @@ def pair(tiny_cfg):
 
 
 def test_full_mode_bit_identical_after_flexify(pair):
-    base, flex, inp = pair
-    ref = base(*inp)
-    flex(*inp, "coarse_time")  # activating another mode first must not leak into full
-    assert torch.equal(flex(*inp, "full"), ref)
+    """A trainable base and its flexified (frozen) copy give bit-identical full-mode outputs, in the conditional and
+    in the unconditional (null-text) branch."""
+    base, flex, (x, t, text, mask) = pair
+    assert all(p.requires_grad for p in base.parameters())
+    assert not any(p.requires_grad for n, p in flex.named_parameters() if n in dict(base.named_parameters()))
+    for branch in ((text, mask), (None, None)):
+        ref = base(x, t, *branch)
+        flex(x, t, *branch, "coarse_time")  # activating another mode first must not leak into full
+        assert torch.equal(flex(x, t, *branch, "full"), ref)
 
 
 def test_trainable_parameters_are_exactly_adapters_and_new_layers(pair):
@@ -38,7 +48,7 @@ def test_trainable_parameters_are_exactly_adapters_and_new_layers(pair):
     trainable = {n for n, p in flex.named_parameters() if p.requires_grad}
     expected = set()
     for mode in MODES:
-        expected |= set(mode_parameters(flex, mode))
+        expected |= set(flex.mode_adapters.parameters_of(mode))
     assert trainable == expected
     assert all(("lora_" in n) or n.startswith(("patch_embed.proj.", "deembed.linear.", "mode_embed.")) for n in trainable)
     assert not any("cross_attn" in n for n in trainable) and not any(".full." in n for n in trainable)
@@ -50,46 +60,36 @@ def test_trainable_parameters_are_exactly_adapters_and_new_layers(pair):
 
 def test_mode_selects_exactly_its_adapter(pair):
     _, flex, inp = pair
-    activate_mode(flex, "coarse_space")
+    flex.mode_adapters.activate("coarse_space")
     assert all(layer.active_adapters == ["coarse_space"] and not layer.disable_adapters for layer in lora_layers(flex))
-    activate_mode(flex, "full")
+    flex.mode_adapters.activate("full")
     assert all(layer.disable_adapters for layer in lora_layers(flex))
     a = flex(*inp, "coarse_time")
-    for n, p in mode_parameters(flex, "coarse_space").items():  # the other mode's adapter has no effect
+    for n, p in flex.mode_adapters.parameters_of("coarse_space").items():  # the other mode's adapter has no effect
         if "lora" in n:
             p.data.add_(1.0)
     assert torch.equal(flex(*inp, "coarse_time"), a)
-
-
-def test_merged_copy_equals_unmerged(pair):
-    _, flex, inp = pair
-    for mode in MODES:
-        merged = merged_copy(flex, mode)
-        assert torch.allclose(merged(*inp, mode), flex(*inp, mode), atol=1e-5)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        m_bf, u_bf = merged_copy(flex, "coarse_time")(*inp, "coarse_time"), flex(*inp, "coarse_time")
-    assert torch.allclose(m_bf.float(), u_bf.float(), atol=5e-2)
 
 
 def test_merge_adapters_routes_each_mode_to_its_merged_stack(pair):
     _, flex, inp = pair
     ref = {m: flex(*inp, m) for m in ["full", *MODES]}
     keys = set(flex.state_dict())
-    merge_adapters(flex)
-    assert set(flex.merged_stacks) == set(MODES) and set(flex.state_dict()) == keys  # exports are unchanged
-    assert not any("lora" in n for n, _ in flex.merged_stacks["coarse_time"].named_parameters())
+    flex.mode_adapters.merge()
+    assert set(flex.mode_adapters.merged) == set(MODES) and set(flex.state_dict()) == keys  # exports are unchanged
+    assert not any("lora" in n for n, _ in flex.mode_adapters.merged["coarse_time"].named_parameters())
     assert torch.equal(flex(*inp, "full"), ref["full"])  # full keeps the base blocks, bit-identical
     for mode in MODES:
         out = flex(*inp, mode)
         assert torch.allclose(out, ref[mode], atol=1e-5)
         assert not torch.equal(out, flex(*inp, "full"))
     # the merged stacks are what runs: perturbing the peft adapter no longer changes the weak mode
-    for n, p in mode_parameters(flex, "coarse_space").items():
+    for n, p in flex.mode_adapters.parameters_of("coarse_space").items():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=1.0)
     assert torch.allclose(flex(*inp, "coarse_space"), ref["coarse_space"], atol=1e-5)
     flex.compile_blocks(backend="eager")  # regional compile covers the merged stacks too
-    assert all(blk._compiled_call_impl is not None for blk in flex.merged_stacks["coarse_time"])
+    assert all(blk._compiled_call_impl is not None for blk in flex.mode_adapters.merged["coarse_time"])
     assert torch.allclose(flex(*inp, "coarse_time"), ref["coarse_time"], atol=1e-5)
 
 
@@ -117,13 +117,13 @@ def test_weak_mode_starts_as_upsampled_base_on_pooled_input(tiny_cfg):
     """
     m = FlexiVideoDiT(tiny_cfg).double()
     randomize_zero_init(m)
-    flexify(m, {"coarse_space": (1, 4, 4)}, lora_rank=4)
+    flexify(m, lora_specs({"coarse_space": (1, 4, 4)}, 4))
     x = torch.randn(1, 3, 2, 8, 8, dtype=torch.float64)
     tok, grid = m.patch_embed(x, "coarse_space")
     ref, _ = m.patch_embed(torch.nn.functional.avg_pool3d(x, (1, 2, 2)), "full")
     assert torch.allclose(tok, ref, atol=1e-10)
-    out = m.deembed(tok, "coarse_space", grid)
-    base = m.deembed(ref, "full", grid)  # (1, 3, 2, 4, 4) on the pooled grid, one 2x2 patch per token
+    out = m.deembed(tok, "coarse_space", grid, (1, 4, 4))
+    base = m.deembed(ref, "full", grid, (1, 2, 2))  # (1, 3, 2, 4, 4) on the pooled grid, one 2x2 patch per token
     up = torch.nn.functional.interpolate(
         base.unfold(3, 2, 2).unfold(4, 2, 2).permute(0, 2, 3, 4, 1, 5, 6).reshape(-1, 3, 2, 2), size=(4, 4),
         mode="bilinear", align_corners=False).reshape(1, 2, 2, 2, 3, 4, 4).permute(0, 4, 1, 2, 5, 3, 6)

@@ -7,14 +7,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from flexivid.config import ModelConfig
 from flexivid.models.dit import FlexiVideoDiT
 from flexivid.models.flops import forward_flops, main, mode_flops_table
-from flexivid.models.flexify import flexify
+from flexivid.models.modes import flexify, lora_specs
 
 
 @pytest.mark.parametrize("lora", [0, 4])
 def test_formula_matches_flop_counter(tiny_cfg, lora):
     m = FlexiVideoDiT(tiny_cfg)
     if lora:
-        flexify(m, {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora_rank=lora)
+        flexify(m, lora_specs({"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}, lora))
     x, t, text = torch.randn(2, 3, 4, 16, 16), torch.rand(2), torch.randn(2, 6, 32)
     for mode, patch in m.modes.items():
         # The math SDPA path decomposes into counted matmuls; the fused CPU kernel is not registered with the counter.

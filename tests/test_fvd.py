@@ -144,14 +144,40 @@ def test_dataset_source_with_stride():
         compute_fvd("synthetic:train:colour=red", clips(), cfg, detector=det)
 
 
+@pytest.mark.slow  # the real I3D on real clips
 def test_end_to_end_with_the_real_i3d(tmp_path):
-    """Default detector, uint8 npz input, 9 frames: self-FVD ~0 and the I3D conventions are reported."""
-    videos = np.random.default_rng(0).integers(0, 256, size=(2, 9, 48, 48, 3), dtype=np.uint8)
-    np.savez(tmp_path / "set.npz", videos)
+    """Default detector on uint8 npz input: the FVD is the Frechet distance of the I3D logits of the clips mapped to
+    [-1, 1] and resized whole-frame to 224 bilinear, computed here independently (a wrong range, resize or detector
+    gives another number); the fp16 export of the weights moves logits by < 0.5% and this FVD by < 1%."""
+    import torch.nn.functional as F
+
+    from flexivid.eval.i3d import export_weights, load_i3d
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, size=(2, 9, 48, 48, 3), dtype=np.uint8)
+    b = (a // 2 + 64).astype(np.uint8)  # a duller copy
+    np.savez(tmp_path / "a.npz", a)
+    np.savez(tmp_path / "b.npz", b)
     cfg = FVDConfig(num_real=2, num_fake=2, num_frames=9, batch_size=2, device="cpu", progress=False)
-    result = compute_fvd(tmp_path / "set.npz", tmp_path / "set.npz", cfg)
-    assert abs(result["fvd"]) < 1e-3
+    result = compute_fvd(tmp_path / "a.npz", tmp_path / "b.npz", cfg)
     assert result["detector_sha256"].startswith("af5c50f0") and "400-d" in result["detector"]
+    det = load_i3d("cpu")
+
+    def logits(x, detector):
+        v = torch.from_numpy(x).float().div(127.5).sub(1.0)  # (N, T, H, W, 3) in [-1, 1]
+        frames = F.interpolate(v.flatten(0, 1).permute(0, 3, 1, 2), size=(224, 224), mode="bilinear",
+                               align_corners=False)
+        with torch.inference_mode():
+            return detector(frames.reshape(2, 9, 3, 224, 224).permute(0, 2, 1, 3, 4)).double().numpy()
+
+    la, lb = logits(a, det), logits(b, det)
+    expected = frechet_distance(*fvd.feature_stats(la), *fvd.feature_stats(lb))
+    assert result["fvd"] == pytest.approx(expected, rel=1e-4) and result["fvd"] > 1.0  # float32 conv round-off
+    half = load_i3d("cpu", weights=str(export_weights(tmp_path / "i3d16.safetensors", torch.float16)))
+    assert half.checksum.endswith("-float16")  # cached real statistics of the two never mix
+    ha, hb = logits(a, half), logits(b, half)
+    assert np.abs(ha - la).max() < 5e-3 * np.abs(la).max()  # fp16 storage: ~0.2% of the largest logit
+    assert frechet_distance(*fvd.feature_stats(ha), *fvd.feature_stats(hb)) == pytest.approx(expected, rel=1e-2)
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
@@ -228,3 +254,21 @@ def test_cli_help_lists_the_convention(capsys):
         _cli().main(["--help"])
     out = capsys.readouterr().out
     assert "fvd2048_16f" in out and "center_crop" in out and "bilinear" in out
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 cut short", None])
+def test_damaged_statistics_cache_is_rebuilt_with_a_warning(tmp_path, damage):
+    path = tmp_path / "real.npz"
+    np.savez(path, videos=((clips(t=8).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+    det, fake = TinyDetector(), clips(seed=3, t=8)
+    first = compute_fvd(path, fake, fvd_cfg(), detector=det)
+    (cached,) = (fvd_cache := Path(fvd.os.environ["FLEXIVID_CACHE"]) / "fvd_stats").glob("*.npz")
+    if damage is None:  # a readable file with wrong contents: NaN covariance
+        np.savez(cached, mu=np.zeros(4), sigma=np.full((4, 4), np.nan), n=2)
+    else:
+        cached.write_bytes(damage)
+    with pytest.warns(UserWarning, match=r"cached real-set statistics .* recomputing"):
+        again = compute_fvd(path, fake, fvd_cfg(), detector=det)
+    assert again["real_stats_cache"] == "miss" and again["fvd"] == first["fvd"]
+    assert compute_fvd(path, fake, fvd_cfg(), detector=det)["real_stats_cache"] == "hit"  # rewritten whole
+    assert len(list(fvd_cache.glob("*.npz"))) == 1

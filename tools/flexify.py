@@ -1,55 +1,86 @@
 #!/usr/bin/env python
-"""Add weak modes (PI-projected embed/de-embed, zero mode embedding, one LoRA per mode) to a trained base model.
+"""Add weak modes (projected embed/de-embed, zero mode embedding, one LoRA per mode) to a trained base model.
 
-    python tools/flexify.py --checkpoint runs/pretrain/export --modes coarse_time coarse_space --out runs/flexi
+    python tools/flexify.py --checkpoint runs/pretrain/export --modes coarse_time coarse_space --output runs/flexi
 
-Mode names map to patch sizes relative to the base patch (pt, ph, pw): coarse_time = (2pt, ph, pw),
-coarse_space = (pt, 2ph, 2pw); or give explicit sizes as name=t,h,w (e.g. coarse_hw=1,8,8).
+Mode names are the presets of ``flexivid.presets`` (multiples of the base patch: coarse_time doubles time,
+coarse_space doubles height and width), or explicit sizes as name=t,h,w (e.g. coarse_hw=1,8,8).
 The output is an exported model whose weak modes start at their projection (train them with stage: distill).
 """
 import argparse
+import math
 import sys
+from pathlib import Path
 
-from flexivid.models.flexify import flexify, trainable_summary
-from flexivid.models.serialization import load_model, save_model
+from flexivid.errors import OneLineParser, report_errors
+from flexivid.presets import preset_modes
 
 
 def parse_modes(specs, base):
-    """['coarse_time', 'x=1,8,8'] -> {name: patch} using the base patch for the named presets."""
-    named = {"coarse_time": (2 * base[0], base[1], base[2]), "coarse_space": (base[0], 2 * base[1], 2 * base[2])}
+    """['coarse_time', 'x=1,8,8'] -> {name: patch}; named presets are relative to the base patch."""
     out = {}
     for spec in specs:
         if "=" in spec:
             name, sizes = spec.split("=", 1)
-            out[name] = tuple(int(s) for s in sizes.split(","))
-        elif spec in named:
-            out[spec] = named[spec]
+            try:
+                patch = tuple(int(s) for s in sizes.split(","))
+            except ValueError:
+                patch = ()
+            if not name or len(patch) != 3 or min(patch) < 1:
+                raise ValueError(f"--modes {spec}: expected name=t,h,w with three sizes >= 1, e.g. coarse_hw=1,8,8")
+            out[name] = patch
         else:
-            raise ValueError(f"unknown mode {spec!r}; use coarse_time, coarse_space or name=t,h,w")
+            out.update(preset_modes(base, [spec]))
     return out
 
 
+def check_output(checkpoint: str, output: str, overwrite: bool) -> None:
+    """Never replace a model by accident: not the input, not a folder holding an export, unless --overwrite."""
+    from flexivid.fileio import check_output as check_file
+
+    src, out = Path(checkpoint).resolve(), Path(output).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {output} is a file; give a folder for the exported model")
+    holds_model = any((out / f).exists() for f in ("config.json", "model.safetensors", "adapters"))
+    if not overwrite and out == src:
+        raise ValueError(f"--output {output} is the --checkpoint itself: flexify would replace its weights and "
+                         f"adapters; give another folder (or --overwrite)")
+    if not overwrite and holds_model:
+        raise ValueError(f"--output {output} already holds an exported model; give another folder, or --overwrite "
+                         f"to replace it")
+    check_file(out / "config.json", (".json",), flag="--output", overwrite=True)  # writable, parent not a file
+
+
+def run(a) -> int:
+    if a.lora_rank < 1:
+        raise ValueError(f"--lora-rank must be >= 1, got {a.lora_rank}")
+    if a.lora_alpha is not None and not (math.isfinite(a.lora_alpha) and a.lora_alpha > 0):
+        raise ValueError(f"--lora-alpha must be a finite number > 0, got {a.lora_alpha}")
+    check_output(a.checkpoint, a.output, a.overwrite)
+    from flexivid.models.modes import flexify, lora_specs, trainable_summary  # torch: after the quick checks
+    from flexivid.models.serialization import load_model, read_spec, save_model
+
+    spec = read_spec(a.checkpoint)  # text encoder, autoencoder, clip and provenance travel to the output
+    model = load_model(a.checkpoint, modes=[])
+    modes = parse_modes(a.modes, model.config.patch_size)
+    flexify(model, lora_specs(modes, a.lora_rank, a.lora_alpha))
+    print(f"modes: {model.modes}")
+    print(trainable_summary(model))
+    save_model(model, a.output, spec)
+    print(f"wrote {a.output}")
+    return 0
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="exported base model directory")
     ap.add_argument("--modes", nargs="+", default=["coarse_time", "coarse_space"])
     ap.add_argument("--lora-rank", type=int, default=64)
     ap.add_argument("--lora-alpha", type=float, default=None)
-    ap.add_argument("--out", required=True, help="output directory (exported flexible model)")
-    a = ap.parse_args(argv)
-    try:
-        model = load_model(a.checkpoint, modes=[])
-        modes = parse_modes(a.modes, model.config.patch_size)
-        flexify(model, modes, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"modes: {model.modes}")
-    print(trainable_summary(model))
-    save_model(model, a.out)
-    print(f"wrote {a.out}")
-    return 0
-
+    ap.add_argument("--output", required=True, help="output directory (exported flexible model)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="allow --output to be the --checkpoint or another folder holding a model")
+    return report_errors(run, ap.parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

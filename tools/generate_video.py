@@ -12,12 +12,16 @@ import argparse
 import json
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
+
+START = time.perf_counter()  # time to first video counts from here (interpreter start-up excluded)
 
 
 DEFAULT_CHECKPOINT = "checkpoints/flexivid-small"
 SUFFIXES = (".mp4", ".gif", ".png")
+MAX_FPS = 100.0  # GIF stores frame delays in 1/100 s: faster is not representable
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 EPILOG = """\
@@ -27,20 +31,17 @@ schedules (--schedule; default full):
                            x/y: full for the last X conditional and last Y guidance steps
   interleaved:A:B          weak modes by cost (coarse_space, then coarse_time): A and B steps, then full
   MODE:N,MODE:N,...        any order, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum to --steps)
---compute F picks the schedule with the most FLOPs not above F x the all-full schedule (both guidance branches).
+--compute B picks the best measured schedule (steps, guidance) whose FLOPs are at most B x full's, from the
+  calibration table tools/benchmark.py writes into the checkpoint folder; ties go to the cheaper schedule. With
+  --optimize latency the budget is measured time over full's instead. Without a table: full@floor(B x steps).
 """
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (its default prints the whole usage block first)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from flexivid.errors import OneLineParser
+
     p = OneLineParser(description=__doc__.splitlines()[0], epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="text prompt")
     src.add_argument("--prompts-file", help="text file with one prompt per line (blank lines skipped)")
@@ -55,12 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--compute", type=float, default=None, help="FLOPs budget as a fraction of full, e.g. 0.4")
     how.add_argument("--schedule", default=None, help="schedule preset or order string (see below)")
+    p.add_argument("--optimize", choices=("flops", "latency"), default="flops",
+                   help="with --compute: budget in FLOPs (default) or in measured time, both as a fraction of full")
     p.add_argument("--no-weak-guidance", action="store_true",
                    help="always guide with the unconditional branch (no weak-to-strong guidance)")
     p.add_argument("--output", default=None,
                    help="video file, .mp4 / .gif / .png (frame grid); several prompts add -000, -001, ... "
-                        "(default outputs/<prompt-slug>.mp4)")
-    p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the checkpoint's)")
+                        "(default outputs/<prompt-slug>.mp4, -2, -3, ... when taken)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    p.add_argument("--fps", type=float, default=None,
+                   help=f"frames per second of the file, up to {MAX_FPS:g} (default: the checkpoint's)")
     p.add_argument("--checkpoint", default=None, help=f"exported model folder (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--text-cache", default=None,
                    help="safetensors text-embedding cache (tools/build_text_cache.py) instead of the checkpoint's text "
@@ -68,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default bf16 on CUDA, fp32 otherwise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compile", choices=("on", "off"), default=None,
+                   help="torch.compile the model's blocks (default: on for CUDA, off for the CPU)")
+    p.add_argument("--compile-cache", default=None,
+                   help="file of torch's compiled-kernel cache artifacts, loaded before compiling and written after "
+                        "(default $FLEXIVID_CACHE/compile/torch-<version>-<device>.bin; 'off': none)")
     p.add_argument("--unmerged-adapters", action="store_true",
                    help="run the weak modes' peft LoRAs as trained instead of per-mode merged weights (slower)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -93,45 +103,58 @@ def read_prompts(args) -> list[str]:
 
 
 def output_paths(args, prompts: list[str]) -> list[Path]:
-    """One file per prompt: --output (numbered when several prompts), else outputs/<slug>.mp4 (deduplicated)."""
+    """One file per prompt: --output (numbered when several prompts), else outputs/<slug>.mp4 made unique.
+
+    Every path is checked (suffix, not a folder, writable, not an existing file or sidecar unless --overwrite)
+    before anything loads.
+    """
+    from flexivid.fileio import check_output, unique_path
+
     if args.output:
         out = Path(args.output)
-        if out.suffix.lower() not in SUFFIXES:
-            raise ValueError(f"--output {out}: unknown video suffix '{out.suffix}'; use one of {', '.join(SUFFIXES)}")
-        if len(prompts) == 1:
-            return [out]
-        return [out.with_name(f"{out.stem}-{i:03d}{out.suffix}") for i in range(len(prompts))]
-    paths, seen = [], set()
-    for p in prompts:
-        name, k = slug(p), 2
-        while name in seen:  # a repeated prompt must not overwrite the first one's video
-            name, k = f"{slug(p)}-{k}", k + 1
-        seen.add(name)
-        paths.append(Path("outputs") / f"{name}.mp4")
+        paths = [out] if len(prompts) == 1 else [out.with_name(f"{out.stem}-{i:03d}{out.suffix}")
+                                                 for i in range(len(prompts))]
+    else:  # a repeated prompt, or an earlier run's video, must never be overwritten
+        paths, taken = [], set()
+        for p in prompts:
+            paths.append(unique_path(Path("outputs") / f"{slug(p)}.mp4", sidecars=(".json",), taken=taken))
+            taken.add(paths[-1])
+    for p in paths:
+        check_output(p, SUFFIXES, overwrite=args.overwrite, sidecars=(".json",))
     return paths
 
 
-def shard() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)`` from a launcher's environment; ``(0, 0, 1)`` for a plain run."""
-    import os
+def check_numbers(args) -> None:
+    """Every numeric flag finite and in its range, before anything loads."""
+    import math
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, int(os.environ.get("LOCAL_RANK", str(rank))), world
+    rules = [("--batch-size", args.batch_size, 1, None, False), ("--seed", args.seed, 0, 2**63 - 1, False),
+             ("--num-frames", args.num_frames, 1, None, False), ("--height", args.height, 1, None, False),
+             ("--width", args.width, 1, None, False), ("--steps", args.steps, 1, None, False),
+             ("--guidance-scale", args.guidance_scale, 1.0, None, False), ("--shift", args.shift, 0.0, None, True),
+             ("--compute", args.compute, 0.0, 1.0, True), ("--fps", args.fps, 0.0, MAX_FPS, True)]
+    for flag, value, low, high, open_low in rules:
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number, got {value}")
+        if (value <= low if open_low else value < low) or (high is not None and value > high):
+            span = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            hint = " (1 = no guidance)" if flag == "--guidance-scale" else ""
+            raise ValueError(f"{flag} must be {span}{hint}, got {value:g}")
 
 
 def load_pipeline(args):
     """The pipeline for --checkpoint; the default path falls back to a tiny random model when it is missing."""
     import torch
 
+    from flexivid.launcher import launch_env
     from flexivid.pipeline import VideoPipeline
 
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    _, local_rank, world = shard()
+    _, local_rank, world = launch_env()
     if world > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"  # one GPU per process
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     if args.checkpoint is None and not Path(DEFAULT_CHECKPOINT, "config.json").is_file():
         print(f"WARNING: {DEFAULT_CHECKPOINT} not found: using a tiny RANDOM, UNTRAINED model. Its videos are noise. "
               f"Pass --checkpoint DIR for real samples.", file=sys.stderr)
@@ -146,69 +169,89 @@ def load_pipeline(args):
                                          merge_adapters=not args.unmerged_adapters), path
 
 
-def run(args) -> int:
-    from flexivid.models.serialization import atomic_write
-    from flexivid.video_io import to_uint8, write_video
+def prepare_compile(args, pipe):
+    """Compile per --compile (default per device); returns the cache artifact file to write after, or None."""
+    from flexivid.compile_cache import compile_pipeline, default_cache_path, default_compile
 
+    args.compile = args.compile or ("on" if default_compile(pipe.device) else "off")
+    if args.compile == "off":
+        return None
+    cache = None if args.compile_cache == "off" else Path(args.compile_cache or default_cache_path(pipe.device))
+    loaded = compile_pipeline(pipe, cache)
+    print(f"compile: on (regional torch.compile); cache {cache or 'off'}{' loaded' if loaded else ''}")
+    return cache
+
+
+def run(args) -> int:
+    from flexivid.errors import check_device
+    from flexivid.fileio import atomic_write
+    from flexivid.launcher import launch_env
+
+    check_numbers(args)
     prompts = read_prompts(args)
     paths = output_paths(args, prompts)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)  # the first check that needs torch
+    from flexivid.video_io import to_uint8, write_video
+
     pipe, checkpoint = load_pipeline(args)
+    cache = prepare_compile(args, pipe)
     d = pipe.defaults
-    fps = args.fps or d.fps
-    kw = dict(num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
-              guidance_scale=args.guidance_scale, weak_to_strong=not args.no_weak_guidance)
-    # Validate every prompt and the shape / schedule / budget before the first video is written, and fix one
-    # schedule for all batches.
-    plan = pipe.plan(prompts, schedule=args.schedule, compute=args.compute, **kw)
-    if any(p.suffix.lower() == ".mp4" for p in paths) and (plan.height % 2 or plan.width % 2):
-        raise ValueError(f"mp4 needs an even height and width, got {plan.height}x{plan.width}; use .gif or .png")
-    rank, _, world = shard()
-    mine = list(range(rank, len(prompts), world))  # this process's prompts (all of them without a launcher)
+    fps = d.fps if args.fps is None else args.fps
+    height = d.height if args.height is None else args.height
+    width = d.width if args.width is None else args.width
+    if any(p.suffix.lower() == ".mp4" for p in paths) and (height % 2 or width % 2):
+        raise ValueError(f"mp4 needs an even height and width, got {height}x{width}; use .gif or .png")
+    rank, _, world = launch_env()
     tag = f"rank {rank}/{world}: " if world > 1 else ""
-    print(f"{tag}schedule: {plan.schedule} ({plan.schedule.order()}), FLOPs {max(plan.flops_fractions):.4f} of full")
-    total_s, info = 0.0, None
-    for start in range(0, len(mine), args.batch_size):
-        idx = mine[start:start + args.batch_size]
-        video, info = pipe([prompts[i] for i in idx], schedule=plan.schedule, seed=[args.seed + i for i in idx],
-                           progress=not args.quiet, shift=args.shift, **kw)
-        total_s += info["wall_clock_s"]
-        for j, i in enumerate(idx):
-            write_video(paths[i], to_uint8(video[j]), fps=fps)
-            sidecar = {
-                "prompt": prompts[i], "seed": args.seed + i, "output": str(paths[i]),
-                "args": {**vars(args), "checkpoint": checkpoint, "fps": fps, "device": str(pipe.device),
-                         "dtype": str(pipe.dtype).replace("torch.", "")},
-                "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
-                "steps": info["steps"], "guidance_scale": info["guidance_scale"],
-                "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
-                "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
-                "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"], "batch_prompts": len(idx),
-            }
-            atomic_write(paths[i].with_suffix(".json"),
-                         lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2)))
-            print(f"{tag}wrote {paths[i]}")
-    if info is None:  # more processes than prompts
+    # One call: every prompt is checked and encoded once, one schedule is chosen over all prompts (the same in every
+    # process), and this process generates its share (prompts i with i % world == rank).
+    if args.optimize != "flops" and args.compute is None:
+        raise ValueError("--optimize applies to --compute only; give a compute budget")
+    video, info = pipe(prompts, num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
+                       guidance_scale=args.guidance_scale, schedule=args.schedule, compute=args.compute,
+                       optimize=args.optimize, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+                       shift=args.shift, weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
+    first = time.perf_counter() - START  # one call makes every video of this process: the first one is ready here
+    if info["budget_rule"]:
+        print(f"{tag}{info['budget_rule']}")
+    print(f"{tag}schedule: {info['schedule']} ({info['order']}), FLOPs {info['flops_fraction']:.4f} of full")
+    for j, i in enumerate(info["indices"]):
+        write_video(paths[i], to_uint8(video[j]), fps=fps)
+        sidecar = {
+            "prompt": prompts[i], "seed": info["seeds"][j], "output": str(paths[i]),
+            "args": {**vars(args), "checkpoint": checkpoint, "fps": fps, "device": str(pipe.device),
+                     "dtype": str(pipe.dtype).replace("torch.", "")},
+            "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
+            "steps": info["steps"], "guidance_scale": info["guidance_scale"],
+            "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
+            "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
+            "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"],
+        }
+        atomic_write(paths[i].with_suffix(".json"), lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2, allow_nan=False)))
+        print(f"{tag}wrote {paths[i]}")
+    if not info["indices"]:  # more processes than prompts
         print(f"{tag}no prompts for this process ({len(prompts)} prompt(s), {world} processes)")
         return 0
+    if cache is not None:
+        from flexivid.compile_cache import save_artifacts
+
+        print(f"{tag}compile cache: wrote {save_artifacts(cache) / 1e6:.1f} MB to {cache}")
+    print(f"{tag}time to first video: {first:.2f} s (loading, compile {args.compile} and graph capture included; "
+          f"sampling {info['sampling']})")
     s2 = info["weak_guidance_scale"]
     weak = f", weak-to-strong scale {s2:.3f}" if s2 is not None else ""
-    print(f"{tag}schedule {plan.schedule} | FLOPs {max(plan.flops_fractions):.4f} of full{weak} | "
-          f"wall-clock {total_s:.2f} s for {len(mine)} video(s) (model loading excluded)")
+    print(f"{tag}schedule {info['schedule']} | FLOPs {info['flops_fraction']:.4f} of full{weak} | "
+          f"wall-clock {info['wall_clock_s']:.2f} s for {len(info['indices'])} video(s) (model loading excluded)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flexivid.errors import report_errors
+
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"  # one line, no source excerpt
-    try:
-        return run(args)
-    except (ValueError, LookupError, ImportError, OSError) as e:  # LookupError: prompt not in a text cache
-        # Bad input: one line, no traceback. Files are written atomically, so nothing partial is left behind.
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-
+    # Bad input: one line, no traceback. Files are written atomically, so nothing partial is left behind.
+    return report_errors(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,7 +33,7 @@ from flexivid.config import ModelConfig  # noqa: E402
 from flexivid.data.synthetic import caption_for, plan_path, render_clip  # noqa: E402
 from flexivid.diffusion.flow import add_noise, flow_loss, velocity_target  # noqa: E402
 from flexivid.diffusion.guidance import cfg  # noqa: E402
-from flexivid.diffusion.sampler import FlowEulerSampler  # noqa: E402
+from flexivid.diffusion.scheduler import FlexiScheduler  # noqa: E402
 from flexivid.eval.fidelity import measure_clip  # noqa: E402
 from flexivid.models.dit import FlexiVideoDiT  # noqa: E402
 from flexivid.training.losses import DiffusionObjective  # noqa: E402
@@ -131,12 +131,12 @@ def sample(model, clips: Clips, per_caption: int, steps: int, scale: float, seed
     idx = torch.arange(len(clips.attrs)).repeat_interleave(per_caption)
     x = torch.randn(n, 3, *clips.shape, generator=torch.Generator().manual_seed(seed))
     text, mask = clips.tokens[idx], clips.mask[idx]
-    sampler = FlowEulerSampler()
-    sampler.set_timesteps(steps)
-    for i, t in enumerate(sampler.timesteps):
+    scheduler = FlexiScheduler(model.modes)
+    scheduler.set_timesteps(steps)
+    for t, _ in scheduler:  # full mode at every step; CFG with the null text
         v_c = model(x, t.expand(n), text, mask)
         v_u = model(x, t.expand(n), None, None)
-        x = sampler.step(cfg(v_u, v_c, scale), i, x)
+        x = scheduler.step(cfg(v_u, v_c, scale), t, x)
     return x.clamp(-1, 1), [clips.attrs[i] for i in idx.tolist()]
 
 

@@ -90,7 +90,7 @@ tail -n 2 "$w/logs/distill.log"
 echo "distill A: exit $rc; $((SECONDS - t1)) s" | tee -a "$w/logs/stages.txt"
 [ -f "$w/distill_motion/export/model.safetensors" ] || { echo "error: distillation left no export"; exit 1; }
 cp "$w/distill_motion/log.jsonl" "$w/logs/distill_motion_log.jsonl"
-"$py" tools/export_release.py --src "$w/distill_motion/export" --dst "$w/release/flexivid-small" \
+"$py" tools/export_release.py --checkpoint "$w/distill_motion/export" --output "$w/release/flexivid-small" \
   | tee "$w/logs/release_files.txt"
 
 mkdir -p "$w/eval/A" "$w/eval/B"

@@ -3,12 +3,12 @@
 #   ZeRO-2 and ZeRO-3, each on 1 GPU and on all GPUs (STEPS steps, a log record every LOG_EVERY steps);
 #   the all-GPU ZeRO-2 checkpoint (step STEPS) resumed on 1 GPU for RESUME_STEPS more steps (universal checkpoint).
 # Writes OUT_DIR/scaling.md (table: steady-state samples/s, per GPU, efficiency vs 1 GPU, peak memory) and each run's
-# log.jsonl as OUT_DIR/<run>.jsonl, plus OUT_DIR/train_tail.log (each run's last output lines). At most 8 files
-# in all, the most a GPU session brings back (tools/gpu_session.sh adds device.txt).
+# log.jsonl as OUT_DIR/<run>.jsonl, plus OUT_DIR/train_tail.log (each run's last output lines).
 #   bash tools/multigpu_scaling.sh OUT_DIR          # STEPS=60 LOG_EVERY=10 RESUME_STEPS=20 by default
 # CONFIG=<yaml> measures another run config (default configs/pretrain_synthetic.yaml); BASE_CKPT=<dir> sets a distill
 # config's distill.base_checkpoint; RESUME_STEPS=0 skips the cross-count resume.
-# Needs what tools/gpu_session.sh sets up: deepspeed importable by python3, PYTHONPATH, runs/text_cache/.
+# Needs deepspeed importable by python3 (on a machine without it: bash tools/remote_run.sh bash tools/multigpu_scaling.sh
+# OUT_DIR, with its wheels in .whl/) and the config's text cache (runs/text_cache/).
 set -uo pipefail
 out=${1:?usage: tools/multigpu_scaling.sh OUT_DIR}
 steps=${STEPS:-60}
@@ -42,7 +42,7 @@ train() {  # train NAME GPUS ZERO STEPS [ARGS...]: one run in $work/NAME; its lo
   echo "== $name: $n GPU(s), ZeRO-$zero, to step $total $*"
   # the machine's bare `deepspeed` belongs to another Python: launch through this one's module
   python3 -m deepspeed.launcher.runner --num_gpus "$n" --master_port "$port" tools/train.py --config "$cfg" \
-    --steps "$total" --out-dir "$work/$name" --deepspeed-config "ds_configs/zero$zero.json" "$@" \
+    --steps "$total" --output "$work/$name" --deepspeed-config "ds_configs/zero$zero.json" "$@" \
     > "$work/$name.log" 2>&1
   local rc=$?
   { echo "== $name (exit $rc)"; tail -n 25 "$work/$name.log"; } >> "$out/train_tail.log"
@@ -71,4 +71,4 @@ if [ "$resume_steps" -gt 0 ] && [ "$ngpu" -gt 1 ] && [ -f "$work/z2_${ngpu}gpu/c
 fi
 
 device="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1) x $ngpu"
-python3 -m flexivid.training.scaling_report --out "$out/scaling.md" --device "$device" "${logs[@]}" "${resume_args[@]}"
+python3 -m flexivid.training.scaling_report --output "$out/scaling.md" --device "$device" "${logs[@]}" "${resume_args[@]}"

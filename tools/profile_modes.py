@@ -5,13 +5,13 @@ For each mode this times one forward of the checkpoint's model at the pipeline's
 doubled for CFG), eager and with regional ``torch.compile``:
 
 - ``lora``: the peft LoRA of the mode active, as ``VideoPipeline`` runs it;
-- ``merged``: ``flexify.merge_adapters``, each LoRA mode on its own LoRA-merged blocks (the pipeline's default).
+- ``merged``: ``mode_adapters.merge()``, each LoRA mode on its own LoRA-merged blocks (the pipeline's default).
 
-and writes ``<out>/profile_modes.md`` / ``.json``: ms per call, time ratio to full against the FLOPs ratio, plus the
+and writes ``<output>/profile_modes.md`` / ``.json``: ms per call, time ratio to full against the FLOPs ratio, plus the
 top CUDA kernels of one eager call per mode (torch.profiler), so the per-step cost that does not shrink with the token
 count is visible::
 
-    python tools/profile_modes.py --checkpoint checkpoints/flexivid-small --batch 16 --out runs/profile
+    python tools/profile_modes.py --checkpoint checkpoints/flexivid-small --batch 16 --output runs/profile
 """
 import argparse
 import copy
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from flexivid.errors import OneLineParser, report_errors
 from flexivid.eval.kernels import time_fn
-from flexivid.models.flexify import merge_adapters
 from flexivid.models.flops import forward_flops
-from flexivid.models.serialization import load_model
+from flexivid.models.serialization import load_model, read_spec
 
 
 def kernel_summary(fn, top: int) -> list[dict]:
@@ -49,38 +49,35 @@ def kernel_summary(fn, top: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
     ap.add_argument("--batch", type=int, default=16, help="prompts; the model call is twice this (CFG)")
     ap.add_argument("--text-len", type=int, default=16)
     ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--top", type=int, default=12, help="kernels listed per mode")
-    ap.add_argument("--out", default="runs/profile")
-    a = ap.parse_args(argv)
+    ap.add_argument("--output", default="runs/profile", help="output folder")
+    return report_errors(run, ap.parse_args(argv))
+
+
+def run(a) -> int:
     cuda = torch.cuda.is_available()
     dev, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
-    try:
-        model = load_model(a.checkpoint, dev, dtype).eval()
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    meta = json.loads((Path(a.checkpoint) / "config.json").read_text())
-    d = meta["data"]
-    latent = (model.config.in_channels, d["num_frames"], d["height"], d["width"])
+    model = load_model(a.checkpoint, dev, dtype).eval()
+    clip = read_spec(a.checkpoint).clip
+    latent = (model.config.in_channels, clip.num_frames, clip.height, clip.width)
     b = 2 * a.batch
     x = torch.randn(b, *latent, device=dev, dtype=dtype)
     t = torch.rand(b, device=dev)
     text = torch.randn(b, a.text_len, model.config.text_dim, device=dev, dtype=dtype)
     mask = torch.ones(b, a.text_len, dtype=torch.bool, device=dev)
     variants = {"lora": model}
-    if model.lora_modes:  # the pipeline's default: each LoRA mode routed to its merged block stack
+    if model.mode_adapters.lora_modes:  # the pipeline's default: each LoRA mode routed to its merged block stack
         variants["merged"] = copy.deepcopy(model)
-        merge_adapters(variants["merged"])
-    rank = meta.get("lora_rank", 0)
+        variants["merged"].mode_adapters.merge()
 
     def flops(variant, mode):  # merged linears carry no adapter FLOPs
-        r = rank if variant == "lora" and mode in model.lora_modes else 0
+        r = variants[variant].mode_adapters.lora_rank(mode)
         return forward_flops(model.config, model.modes[mode], latent, a.text_len, b, lora_rank=r)
     device = torch.cuda.get_device_name() if cuda else "CPU"
     print(f"device: {device}; {a.checkpoint}; model call batch {b} ({a.batch} prompts x CFG), latent {latent}")
@@ -104,7 +101,7 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{vname:6s} {mode:13s} compile={compiled!s:5s} {ms:8.2f} ms  time ratio {row['time_ratio']:.3f}"
                       f"  FLOPs ratio {row['flops_ratio']:.3f}  {row['tflops']:.1f} TFLOP/s")
-    out = Path(a.out)
+    out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"device: {device}; checkpoint {a.checkpoint}; model call batch {b} ({a.batch} prompts x CFG); "
              f"{'bf16' if cuda else 'fp32'}", "",

@@ -12,21 +12,24 @@
 new count). The ZeRO stage must stay the checkpoint's.
 
 Configuration problems (unknown key, batch size disagreeing with the DeepSpeed JSON, missing data / cache / base
-checkpoint) print one line on stderr and exit with status 2.
+checkpoint, a video folder without one decodable video) print one line on stderr and exit with status 2 before
+DeepSpeed starts; so does a run that diverges (non-finite loss, or train.max_skipped_steps skipped steps in a row),
+naming the step and the last good checkpoint.
 """
 import argparse
 import dataclasses
 import sys
 
-from flexivid.config import ConfigError, load_config
+from flexivid.config import load_config
+from flexivid.errors import OneLineParser, report_errors
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML run config (configs/*.yaml)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from <out_dir>/ckpt/latest (bit-exact on the same process count)")
-    ap.add_argument("--out-dir", default=None, help="override train.out_dir")
+    ap.add_argument("--output", default=None, help="run folder; overrides train.out_dir")
     ap.add_argument("--steps", type=int, default=None, help="override train.steps")
     ap.add_argument("--deepspeed-config", default=None, help="override train.deepspeed_config (ds_configs/*.json)")
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -34,24 +37,22 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def run(args) -> None:
+    cfg = load_config(args.config)
+    overrides = {k: v for k, v in (("out_dir", args.output), ("steps", args.steps),
+                                   ("deepspeed_config", args.deepspeed_config)) if v is not None}
+    cfg.train = dataclasses.replace(cfg.train, **overrides)
+    resume = args.resume or cfg.train.resume
+    from flexivid.training.preflight import preflight_env
+
+    preflight_env(cfg, args.config, resume)  # one-line errors before the slow DeepSpeed / peft imports
+    from flexivid.training.engine import train
+
+    train(cfg, args.config, resume)
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("steps", args.steps),
-                                       ("deepspeed_config", args.deepspeed_config)) if v is not None}
-        cfg.train = dataclasses.replace(cfg.train, **overrides)
-        resume = args.resume or cfg.train.resume
-        from flexivid.training.preflight import preflight_env
-
-        preflight_env(cfg, args.config, resume)  # one-line errors before the slow DeepSpeed / peft imports
-        from flexivid.training.engine import train
-
-        train(cfg, args.config, resume)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return report_errors(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,20 @@ object per line; ``path`` is relative to ``data.root`` (absolute paths also work
 (so an index always gives the same clip), resizes the short side with an antialiased filter and centre-crops to
 ``(data.height, data.width)``.
 
-Bad files never stop a run: a missing, corrupt or too-short video is logged as a warning with the running count,
-remembered, and the next valid index is returned instead. ``num_skipped`` counts them per process (each
-DataLoader worker keeps its own count and its own list of bad files).
+Only real video files are used: ``scan_video_folder`` opens every listed file (by its content, whatever its name)
+and keeps those that are a video container (mp4/mov, mkv/webm, avi, gif, mpeg, flv, ogg, asf) with a video stream
+and enough frames for one clip. Text or image files that ffmpeg would happily render as "video" are left out. The
+files left out and why are the dataset's ``skipped`` list (the trainer logs them in log.jsonl and its summary); a
+folder without one usable video is a ``ValueError`` when the dataset is built, before training.
+
+A file that passes the scan but fails to decode later never stops a run: it is logged as a warning with the
+running count, remembered, and the next valid index is returned instead. ``num_skipped`` counts those per process
+(each DataLoader worker keeps its own count and its own list of bad files).
 """
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -60,6 +67,70 @@ def read_captions(path: str) -> list[tuple[str, str]]:
     return entries
 
 
+# ffmpeg demuxer names (a demuxer may list several, comma-separated) of video containers.
+VIDEO_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm", "avi", "gif", "mpeg", "mpegts", "flv", "ogg", "asf"})
+
+
+def probe_video(path: str) -> str | None:
+    """Why ``path`` is not a video file (missing, not a video container, no video stream), or None when it is."""
+    import av
+
+    if not os.path.isfile(path):
+        return "file not found"
+    try:
+        with av.open(path) as container:
+            names = set(container.format.name.split(","))
+            if not names & VIDEO_CONTAINERS:
+                return f"not a video container (ffmpeg reads it as '{container.format.name}')"
+            if not container.streams.video:
+                return "no video stream"
+    except (av.FFmpegError, OSError, UnicodeError) as e:
+        return f"not a readable video ({type(e).__name__})"
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(root: str, captions: str, captions_mtime: float, span: int) -> tuple[tuple, tuple]:
+    entries, good, skipped = read_captions(captions), [], []
+    if not entries:
+        raise ValueError(f"captions file {captions} lists no videos (set 'data.captions' to a non-empty file)")
+    for rel, caption in entries:
+        path = os.path.join(root, rel)  # join keeps absolute paths as they are
+        why = probe_video(path)
+        if why is None:
+            try:
+                total = num_video_frames(path)
+                why = None if total >= span else f"too short: {total} frames, a clip needs {span}"
+            except VideoReadError as e:
+                why = str(e)
+        if why is None:
+            good.append((rel, caption))
+        else:
+            skipped.append((path, why))
+    if not good:
+        first = "; ".join(f"{p}: {w}" for p, w in skipped[:2])
+        raise ValueError(f"no usable video among the {len(entries)} listed in {captions} ({first}"
+                         f"{'; ...' if len(skipped) > 2 else ''}); fix data.root / data.captions")
+    return tuple(good), tuple(skipped)
+
+
+def scan_video_folder(cfg: DataConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(usable (path, caption) entries, skipped (file, reason) pairs)``; ValueError when none is usable.
+
+    Opens every listed file once per process and configuration (cached: the preflight check and the dataset
+    share it).
+    """
+    root = _require_path(cfg.root, "data.root", "video folder", is_dir=True)
+    captions = _require_path(cfg.captions, "data.captions", "captions file (CSV path,caption or JSONL)",
+                             is_dir=False)
+    if cfg.num_frames < 1 or cfg.frame_stride < 1:
+        raise ConfigError(f"config error: data.num_frames and data.frame_stride must be >= 1, "
+                          f"got {cfg.num_frames} and {cfg.frame_stride}")
+    span = (cfg.num_frames - 1) * cfg.frame_stride + 1
+    good, skipped = _scan(root, captions, os.path.getmtime(captions), span)
+    return list(good), list(skipped)
+
+
 def resize_center_crop(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
     """``uint8 (T, H0, W0, 3)`` -> float32 ``(3, T, height, width)`` in [-1, 1].
 
@@ -85,15 +156,11 @@ class VideoFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
-        self.root = _require_path(cfg.root, "data.root", "video folder", is_dir=True)
-        captions = _require_path(cfg.captions, "data.captions", "captions file (CSV path,caption or JSONL)",
-                                 is_dir=False)
-        self.entries = read_captions(captions)
-        if not self.entries:
-            raise ValueError(f"captions file {captions} lists no videos (set 'data.captions' to a non-empty file)")
-        if cfg.num_frames < 1 or cfg.frame_stride < 1:
-            raise ConfigError(f"config error: data.num_frames and data.frame_stride must be >= 1, "
-                              f"got {cfg.num_frames} and {cfg.frame_stride}")
+        self.entries, self.skipped = scan_video_folder(cfg)
+        self.root = cfg.root
+        if self.skipped:
+            logger.warning("video folder: %d of %d listed files skipped (first: %s: %s)", len(self.skipped),
+                           len(self.skipped) + len(self.entries), *self.skipped[0])
         self.num_skipped = 0
         self._bad: set[int] = set()
 
@@ -134,6 +201,6 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                 logger.warning("skipping video (%d skipped so far): %s", self.num_skipped, e)
                 continue
             return {"video": video, "caption": self.entries[j][1], "attrs": {}}
-        raise RuntimeError(f"no readable video among the {n} listed in {self.cfg.captions} "
+        raise VideoReadError(f"no readable video among the {n} listed in {self.cfg.captions} "
                            f"(all {len(self._bad)} failed to decode or are shorter than "
                            f"{(self.cfg.num_frames - 1) * self.cfg.frame_stride + 1} frames; see the warnings above)")

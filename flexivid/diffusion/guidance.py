@@ -1,4 +1,4 @@
-"""Classifier-free guidance and FlexiDiT's weak-to-strong guidance with mixed patch sizes (method.md section 5).
+"""Classifier-free guidance and FlexiDiT's weak-to-strong guidance with mixed patch sizes.
 
 The model predicts a velocity; both guidance rules are linear in the prediction, so they read the same for
 velocities as for the paper's epsilons:
@@ -9,9 +9,8 @@ velocities as for the paper's epsilons:
   CONDITIONAL prediction, "a worse version of itself" (autoguidance):
   ``v = v(x, c; weak) + s2 * (v(x, c; strong) - v(x, c; weak))`` with ``(1 - s1) / (1 - s2) = 2.5``.
 
-``guided_velocity`` runs the two branch predictions in one of three equivalent ways: one batched call (same mode,
-the null text is a batch row), one packed row (different token counts, ``FlexiVideoDiT.forward_packed``), or two
-separate calls.
+``guided_velocity`` runs the two branch predictions as one batched call (same mode, the null text is a batch row),
+one packed row (different token counts on the same weights, ``FlexiVideoDiT.forward_packed``) or two calls.
 """
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ import torch
 
 # The paper's rule (App. B.4): (1 - s1) / (1 - s2) = 2.5 "works consistently".
 W2S_RATIO = 2.5
-HOW = ("auto", "batched", "packed", "separate")
 
 
 def cfg(v_uncond: torch.Tensor, v_cond: torch.Tensor, scale: float) -> torch.Tensor:
@@ -71,33 +69,17 @@ def plan_step(cond_mode: str, guide_mode: str, modes: dict[str, tuple[int, int, 
     return StepPlan("cfg", cond_mode, guide_mode, False)
 
 
-def _check_how(how: str) -> None:
-    if how not in HOW:
-        raise ValueError(f"unknown guidance execution {how!r}; allowed: {', '.join(HOW)}")
-
-
 def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
-                       plan: StepPlan, how: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
+                       plan: StepPlan) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(v_cond, v_guide)``, each ``(B, C, T, H, W)``; ``v_guide`` is None for ``cond_only``.
 
-    Args:
-        x: latents ``(B, C, T, H, W)`` in the model's dtype; t: ``(B,)`` or a scalar.
-        text: prompt tokens ``(B, L, Dt)``; text_mask: ``(B, L)`` bool.
-        how: ``auto`` (batched when the modes match, else packed when the model can pack), ``batched`` (same mode
-            only: one call of batch 2B with the null text as rows), ``packed`` (``model.forward_packed``) or
-            ``separate`` (two calls). All give the same result up to float rounding.
+    x: latents ``(B, C, T, H, W)`` in the model's dtype; t: ``(B,)`` or a scalar; text: prompt tokens ``(B, L, Dt)``;
+    text_mask: ``(B, L)`` bool. One mode in both branches: one call of batch 2B (the null text as rows). Two modes
+    that run the same weights (``model.can_pack``): one packed row. Otherwise two calls.
     """
-    _check_how(how)
     if plan.guide_mode is None:
         return model(x, t, text, text_mask, plan.cond_mode), None
-    same = plan.cond_mode == plan.guide_mode
-    if how == "auto":
-        how = "batched" if same else ("packed" if hasattr(model, "forward_packed") else "separate")
-    guide_text, guide_mask = (text, text_mask) if plan.guide_text else (None, None)
-    if how == "batched":
-        if not same:
-            raise ValueError(f"batched guidance needs one mode for both branches, got {plan.cond_mode} and "
-                             f"{plan.guide_mode}; use packed or separate")
+    if plan.cond_mode == plan.guide_mode:
         b = x.shape[0]
         t2 = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(b).repeat(2)
         text2 = torch.cat([text, text])
@@ -107,18 +89,19 @@ def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tens
             text2, mask2 = model.drop_text(text2, mask2, drop)
         v = model(torch.cat([x, x]), t2, text2, mask2, plan.cond_mode)
         return v[:b], v[b:]
+    guide_text, guide_mask = (text, text_mask) if plan.guide_text else (None, None)
     requests = [(x, t, text, text_mask, plan.cond_mode), (x, t, guide_text, guide_mask, plan.guide_mode)]
-    if how == "packed":
+    if model.can_pack([plan.cond_mode, plan.guide_mode]):
         v_cond, v_guide = model.forward_packed(requests)
         return v_cond, v_guide
     return model(*requests[0]), model(*requests[1])
 
 
 def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
-                    plan: StepPlan, scale: float, how: str = "auto", ratio: float = W2S_RATIO) -> torch.Tensor:
+                    plan: StepPlan, scale: float, ratio: float = W2S_RATIO) -> torch.Tensor:
     """The guided float32 velocity ``(B, C, T, H, W)`` for one step; ``scale`` is the CFG scale s1 (weak-to-strong steps
     use ``s2_from_s1(scale, ratio)``). Arguments as in ``branch_predictions``."""
-    v_cond, v_guide = branch_predictions(model, x, t, text, text_mask, plan, how)
+    v_cond, v_guide = branch_predictions(model, x, t, text, text_mask, plan)
     if plan.kind == "cond_only":
         return v_cond.float()
     v_cond, v_guide = v_cond.float(), v_guide.float()  # combine in fp32: s * (a - b) of bf16 values loses digits

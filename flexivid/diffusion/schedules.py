@@ -1,5 +1,5 @@
 """Patch schedules: which mode runs at each denoising step, for the conditional and the guidance branch, and their
-FLOPs (method.md section 4).
+FLOPs.
 
 A schedule spec (``--schedule`` on the CLI, ``schedule=`` in the pipeline) is one of::
 
@@ -24,15 +24,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from itertools import groupby, product
+from itertools import groupby
 
 from ..config import ModelConfig
 from ..models.flops import forward_flops
 from .guidance import plan_step
 
 FULL = "full"
-# Above this many steps the interleaved grid is coarsened so choose_schedule stays interactive (~2.5k candidates).
-_MAX_GRID_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -217,52 +215,3 @@ def flops_fraction(schedule: PatchSchedule, model_config: ModelConfig, modes: di
     kw = dict(lora_rank=lora_rank, guidance=guidance, weak_to_strong=weak_to_strong)
     base = schedule_flops(full_schedule(schedule.steps), model_config, modes, latent_shape, text_len, **kw)
     return schedule_flops(schedule, model_config, modes, latent_shape, text_len, **kw) / base
-
-
-# ---------------------------------------------------------------------------------------------- compute budget
-def candidate_schedules(steps: int, modes: dict[str, tuple[int, int, int]]) -> list[PatchSchedule]:
-    """What ``choose_schedule`` searches: full; weak_first for each weak mode and every K in 1..steps; interleaved
-    over a grid of counts (every count up to 50 steps, then a stride keeping ~50 values per mode), each weak mode
-    >= 1 step."""
-    out = [full_schedule(steps)]
-    for mode in cost_order(modes):
-        out += [weak_first(steps, mode, k) for k in range(1, steps + 1)]
-    n_weak = len(cost_order(modes))
-    if n_weak >= 2:
-        stride = max(1, math.ceil(steps / _MAX_GRID_STEPS))
-        grid = range(1, steps + 1, stride)
-        out += [interleaved(steps, modes, list(c)) for c in product(grid, repeat=n_weak) if sum(c) <= steps]
-    return out
-
-
-def choose_schedule(budget: float, steps: int, model_config: ModelConfig, modes: dict[str, tuple[int, int, int]],
-                    latent_shape, text_len: int | list[int], lora_rank: int = 0, guidance: bool = True,
-                    weak_to_strong: bool = True) -> tuple[PatchSchedule, float]:
-    """The candidate with the largest FLOPs fraction not above ``budget``; returns ``(schedule, fraction)``.
-
-    ``modes`` should hold only the modes usable for this clip shape. With several ``text_len`` values (a batch of
-    prompts) a candidate's fraction is its largest over them, so every sample stays within the budget. Ties prefer
-    more full steps at the end, then a single weak mode (the paper's weak-first). Raises ValueError naming the
-    cheapest fraction when the budget is below it.
-    """
-    if not 0 < budget <= 1:
-        raise ValueError(f"compute budget is a fraction of the full schedule's FLOPs in (0, 1], got {budget}")
-    lens = sorted({int(n) for n in ([text_len] if isinstance(text_len, int) else text_len)})
-    # Per-step costs once per prompt length, then every candidate is a weighted count: the same integers (so the
-    # same fractions) as schedule_flops / flops_fraction, without re-deriving them per candidate.
-    pairs = list(product(modes, repeat=2))
-    costs = [_pair_flops(pairs, model_config, modes, latent_shape, n, lora_rank, guidance, weak_to_strong)
-             for n in lens]
-    scored = []
-    for s in candidate_schedules(steps, modes):
-        counts = Counter(zip(s.cond, s.guide)).items()
-        frac = max(sum(k * c[p] for p, k in counts) / (steps * c[FULL, FULL]) for c in costs)
-        scored.append((frac, s.full_tail, len(s.modes_used - {FULL}) == 1, s))
-    fits = [c for c in scored if c[0] <= budget]
-    if not fits:
-        cheapest = min(scored, key=lambda c: c[0])
-        need = math.ceil(cheapest[0] * 1000) / 1000
-        raise ValueError(f"compute budget {budget} is below the cheapest schedule for this model and clip "
-                         f"({cheapest[3]} at {cheapest[0]:.4f} of full FLOPs); use a budget >= {need}")
-    best = max(fits, key=lambda c: c[:3])
-    return best[3], best[0]

@@ -35,6 +35,8 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from ..fileio import atomic_write
+
 RESIZE_MODES = ("bilinear", "center_crop")
 RESIZE_DETAIL = {
     "bilinear": "whole frame -> 224x224, bilinear (align_corners=False), no antialias, no crop",
@@ -366,15 +368,20 @@ def _stats_for(source, n: int, cfg: FVDConfig, detector, device: torch.device, w
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
         path = cache_dir() / "fvd_stats" / f"{digest}.npz"
         if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                return z["mu"], z["sigma"], int(z["n"]), "hit"
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    mu, sigma, count = z["mu"], z["sigma"], int(z["n"])
+                if mu.ndim == 1 and sigma.shape == (mu.size, mu.size) and np.isfinite(sigma).all() and count >= 2:
+                    return mu, sigma, count, "hit"
+                problem = "holds invalid statistics"
+            except Exception as e:  # noqa: BLE001 - zip, pickle and key errors all mean a damaged cache file
+                problem = f"is unreadable ({type(e).__name__})"
+            warnings.warn(f"FVD: cached {which}-set statistics {path} {problem}; recomputing them", stacklevel=3)
+            path.unlink(missing_ok=True)
     feats = extract_features(source, n, cfg, detector, device, desc=f"{which} features")
     mu, sigma = feature_stats(feats)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-        np.savez(tmp, mu=mu, sigma=sigma, n=feats.shape[0])
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, mu=mu, sigma=sigma, n=feats.shape[0]))
     return mu, sigma, feats.shape[0], "miss" if path is not None else "off"
 
 
@@ -386,17 +393,20 @@ def compute_fvd(real, fake, cfg: FVDConfig | None = None, detector=None) -> dict
     """
     cfg = cfg or FVDConfig()
     cfg.validate()
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise FVDError(f"device {cfg.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FVDError(f"device {cfg.device!r}: no CUDA device is available here; use cpu")
     if detector is None:
         from flexivid.eval.i3d import MIN_FRAMES, load_i3d
 
         if cfg.num_frames < MIN_FRAMES:
             raise FVDError(f"num_frames {cfg.num_frames} is too few for I3D; use >= {MIN_FRAMES} (16 for fvd2048_16f)")
-        detector = load_i3d(device)
-    else:
-        detector = detector.to(device).eval()
-    # Open both sets first so a bad --fake fails before minutes of real-set feature extraction.
+    # Open both sets first so a bad --fake fails before the detector loads and minutes of feature extraction.
     real_src, fake_src = open_source(real, cfg.num_real, cfg), open_source(fake, cfg.num_fake, cfg)
+    detector = load_i3d(device) if detector is None else detector.to(device).eval()
     mu_r, sig_r, n_real, cached = _stats_for(real_src, cfg.num_real, cfg, detector, device, "real", cfg.use_cache)
     mu_f, sig_f, n_fake, _ = _stats_for(fake_src, cfg.num_fake, cfg, detector, device, "fake", False)
     protocol = f"fvd{n_fake}_{cfg.num_frames}f" + (f"_stride{cfg.stride}" if cfg.stride > 1 else "")

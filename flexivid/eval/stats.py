@@ -21,7 +21,7 @@ import scipy.stats
 LEVEL = 0.95
 N_RESAMPLES = 2000
 
-__all__ = ["Interval", "mean_ci", "paired_diff_ci", "is_tie", "LEVEL", "N_RESAMPLES"]
+__all__ = ["Interval", "mean_ci", "paired_diff_ci", "is_tie", "percentile_interval", "LEVEL", "N_RESAMPLES"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,14 @@ def paired_diff_ci(a, b, level: float = LEVEL, n_resamples: int = N_RESAMPLES, s
 def is_tie(a, b, level: float = LEVEL, n_resamples: int = N_RESAMPLES, seed: int = 0) -> bool:
     """True when the paired interval of ``a - b`` contains 0: the data cannot tell the two schedules apart."""
     return paired_diff_ci(a, b, level, n_resamples, seed).contains(0.0)
+
+
+def percentile_interval(point: float, resamples, n: int, level: float = LEVEL) -> Interval:
+    """Percentile interval from bootstrap replicates of a statistic no closed form covers (e.g. FVD)."""
+    r = np.asarray(resamples, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return Interval(float(point), math.nan, math.nan, n, level)
+    alpha = (1.0 - level) / 2
+    low, high = np.quantile(r, [alpha, 1.0 - alpha])
+    return Interval(float(point), float(low), float(high), n, level)

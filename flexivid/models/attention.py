@@ -1,7 +1,7 @@
 """Attention backends: xformers memory-efficient attention where its kernels run, PyTorch SDPA otherwise.
 
 Import success is not enough to use xformers: a wheel built for another torch/CUDA imports fine and then raises
-``NotImplementedError`` for every input (environment.md). So the backend is chosen by *running* a tiny call once and
+``NotImplementedError`` for every input. So the backend is chosen by *running* a tiny call once and
 caching the answer. Selection order: ``FLEXIVID_ATTENTION`` env var, then the model config, then ``auto``.
 
 All functions take the xformers layout ``(B, N, H, Dh)``.

@@ -19,29 +19,14 @@ from einops import rearrange
 from torch import nn
 
 from ..config import ModelConfig
+from ..presets import apply_preset
 from .attention import Segments, attention, packed_attention, resolve_backend
+from .modes import FULL, ModeAdapters, ModeSpec
 from .patching import FlexiDeEmbed, FlexiPatchEmbed, check_divisible
 from .positions import abs_pos_table, apply_rope, rope_tables
 
-# Size presets (hidden size, depth, heads). "reference" is DiT-XL's trunk; "paper_video" the FlexiDiT paper's
-# latency-reference trunk (24 blocks, d=2048).
-MODEL_PRESETS = {
-    "tiny": dict(hidden_size=64, depth=2, num_heads=4),
-    "small": dict(hidden_size=384, depth=6, num_heads=6),  # the shipped model: < 40 MB in bf16 with adapters
-    "base": dict(hidden_size=768, depth=12, num_heads=12),
-    "reference": dict(hidden_size=1152, depth=28, num_heads=16),
-    "paper_video": dict(hidden_size=2048, depth=24, num_heads=16),
-}
-
-
-def apply_preset(cfg: ModelConfig) -> ModelConfig:
-    """Return a copy of ``cfg`` with the preset's sizes filled in (a preset overrides hidden_size/depth/num_heads)."""
-    if cfg.preset is None:
-        return dataclasses.replace(cfg)
-    if cfg.preset not in MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {cfg.preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
-    return dataclasses.replace(cfg, **MODEL_PRESETS[cfg.preset])
-
+# The linears of each block that a weak mode's LoRA adapts: self-attention and MLP (cross-attention stays shared).
+LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of ``t (B,)`` in [0, 1] (scaled by 1000, as DiT's integer steps) -> ``(B, dim)``."""
@@ -146,7 +131,7 @@ class FlexiVideoDiT(nn.Module):
         cfg = apply_preset(config)
         if cfg.hidden_size % cfg.num_heads:
             raise ValueError(f"hidden_size {cfg.hidden_size} must be divisible by num_heads {cfg.num_heads}")
-        self.config = dataclasses.replace(cfg, modes={})
+        self.config = dataclasses.replace(cfg, modes={m: ModeSpec.from_value(s) for m, s in cfg.modes.items()})
         d, c = cfg.hidden_size, cfg.in_channels
         self.patch_embed = FlexiPatchEmbed(c, d, cfg.patch_size)
         self.deembed = FlexiDeEmbed(d, c, cfg.patch_size)
@@ -161,12 +146,13 @@ class FlexiVideoDiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth))
         self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
-        self.lora_modes: tuple[str, ...] = ()  # weak modes with a LoRA adapter (set by flexify)
         self._trunk = None  # the compiled block stack of compile_blocks(mode="reduce-overhead")
-        self.merged_stacks: dict[str, nn.ModuleList] = {}  # mode -> its LoRA-merged blocks (flexify.merge_adapters)
         self._init_weights()
-        for name, patch in cfg.modes.items():
-            self.add_mode(name, patch)
+        for name, spec in self.config.modes.items():
+            self._add_layers(name, spec.patch)
+        # The mode table's owner: adapters, activation, merged stacks, trainable sets (config.modes by reference).
+        self.mode_adapters = ModeAdapters(self, self.config.modes, blocks="blocks", targets=LORA_TARGETS,
+                                          mode_params=self._mode_layers)
 
     def _init_weights(self):
         for m in self.modules():
@@ -188,17 +174,25 @@ class FlexiVideoDiT(nn.Module):
     @property
     def modes(self) -> dict[str, tuple[int, int, int]]:
         """Mode name -> patch size (t, h, w); ``full`` is the base patch."""
-        return dict(self.patch_embed.patches)
+        return {FULL: tuple(self.config.patch_size), **{m: s.patch for m, s in self.config.modes.items()}}
 
-    def add_mode(self, name: str, patch) -> None:
-        """Add a weak mode: PI-projected embed / de-embed from the base, zero mode embedding."""
+    def add_mode(self, name: str, spec: ModeSpec) -> None:
+        """Add a weak mode: embed / de-embed projected from the base, zero mode embedding, and its adapter."""
         if name in self.modes:
             raise ValueError(f"mode '{name}' already exists (modes: {', '.join(self.modes)})")
+        self._add_layers(name, spec.patch)
+        self.mode_adapters.add(name, spec)
+
+    def _add_layers(self, name: str, patch) -> None:
         self.patch_embed.add_mode(name, patch, self.config.projection)
         self.deembed.add_mode(name, patch)
         ref = self.null_text
         self.mode_embed[name] = nn.Parameter(torch.zeros(self.config.hidden_size, device=ref.device, dtype=ref.dtype))
-        self.config.modes[name] = tuple(int(p) for p in patch)
+
+    def _mode_layers(self, mode: str) -> dict[str, nn.Parameter]:
+        """This model's own parameters of one weak mode: embed, de-embed and mode embedding."""
+        return {n: p for n, p in self.named_parameters()
+                if n == f"mode_embed.{mode}" or n.startswith((f"patch_embed.proj.{mode}.", f"deembed.linear.{mode}."))}
 
     def check_mode(self, mode: str) -> tuple[int, int, int]:
         if mode not in self.modes:
@@ -220,12 +214,10 @@ class FlexiVideoDiT(nn.Module):
         (token count) costs one compile.
 
         ``mode="reduce-overhead"`` (CUDA graphs, which remove the kernel-launch overhead that dominates small models
-        at batch 1) compiles the whole stack as one function instead. With one shared graph per block, CUDA graph
-        trees take the second block's call of that graph for a new iteration and overwrite the first block's
-        output while it is still needed (torch 2.11: "accessing tensor output of CUDAGraphs that has been
-        overwritten by a subsequent run", measured on the H100).
+        at batch 1) compiles the whole stack as one function instead: with one graph shared by every block, CUDA
+        graph trees would overwrite a block's output with the next block's run of the same graph.
         """
-        blocks = [blk for stack in (self.blocks, *self.merged_stacks.values()) for blk in stack]
+        blocks = [blk for stack in (self.blocks, *self.mode_adapters.merged.values()) for blk in stack]
         for blk in blocks:  # undo an earlier regional compile (nn.Module.compile sets this attribute)
             blk._compiled_call_impl = None
         kw = dict(mode=mode) if backend == "inductor" else {}  # modes are inductor's
@@ -293,7 +285,9 @@ class FlexiVideoDiT(nn.Module):
 
     def _text(self, text, text_mask, b, device, dtype):
         if text is None:
-            return self.null_text.to(dtype).expand(b, 1, -1), torch.ones(b, 1, dtype=torch.bool, device=device)
+            # contiguous: a stride-0 batch takes another matmul path, and its rows would differ from a dropped row's
+            null = self.null_text.to(dtype).expand(b, 1, -1).contiguous()
+            return null, torch.ones(b, 1, dtype=torch.bool, device=device)
         if text.dim() != 3 or text.shape[0] != b or text.shape[2] != self.config.text_dim:
             raise ValueError(f"text tokens must be (B={b}, L, Dt={self.config.text_dim}), got {tuple(text.shape)}")
         if text_mask is None:
@@ -301,11 +295,9 @@ class FlexiVideoDiT(nn.Module):
         if tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise ValueError(f"text_mask shape {tuple(text_mask.shape)} must match text tokens (B, L) = "
                              f"{tuple(text.shape[:2])}")
-        text_mask = text_mask.bool()
-        if not bool(text_mask.any(1).all()):
-            raise ValueError("every sample needs at least one valid text token (text_mask row all False); "
-                             "pass text=None for the unconditional branch")
-        return text.to(dtype), text_mask
+        # A row with no valid token is the caller's error (the pipeline checks it once per call): checking it here
+        # would read the mask back to the host on every forward, which no CUDA graph can capture.
+        return text.to(dtype), text_mask.bool()
 
     def _final(self, x, temb):
         """x (B, N, D), temb (B, 1 or N, D) -> normalised, modulated tokens ready for de-embedding."""
@@ -313,31 +305,29 @@ class FlexiVideoDiT(nn.Module):
         return self.norm_final(x) * (1 + scale) + shift
 
     def _stack(self, x, mod, rope, text, ctx: AttnContext, mode: str):
-        """All blocks: ``x (B, N, D)`` -> ``(B, N, D)``, through the compiled stack when ``compile_blocks`` made one,
-        and ``mode``'s merged copy of the blocks when ``flexify.merge_adapters`` made one."""
-        blocks = self.merged_stacks.get(mode, self.blocks)
-        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx, blocks)
+        """All blocks of ``mode`` (``mode_adapters.blocks_for``): ``x (B, N, D)`` -> ``(B, N, D)``, through the
+        compiled stack when ``compile_blocks`` made one."""
+        self.mode_adapters.activate(mode)
+        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx, self.mode_adapters.blocks_for(mode))
 
-    def _adapter_of(self, mode: str) -> str | None:
-        return mode if mode in self.lora_modes else None
+    def can_pack(self, modes) -> bool:
+        """Whether requests in ``modes`` may share one packed row: only when they run the same block weights."""
+        modes = list(modes)
+        return all(self.mode_adapters.same_weights(modes[0], m) for m in modes[1:])
 
     def _run(self, requests, pack: bool):
         backend = resolve_backend(self.config.attention_backend, self.null_text.device)
-        # Requests whose modes use different LoRA adapters cannot share linear-layer calls: run them separately.
-        if pack and len({self._adapter_of(r[4]) for r in requests}) > 1:
-            pack = False
-        if self.lora_modes:
-            from .flexify import activate_mode
+        if pack and not self.can_pack(r[4] for r in requests):
+            raise ValueError(f"modes {', '.join(r[4] for r in requests)} run different block weights and cannot be "
+                             f"packed (check can_pack first)")
         preps = [self._prepare(*r) for r in requests]
         if not pack or len(preps) == 1 and preps[0]["b"] == 1:
             outs = []
             for p in preps:
-                if self.lora_modes:
-                    activate_mode(self, p["mode"])
                 ctx = AttnContext(backend, text_mask=p["text_mask"])
                 x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx, p["mode"])
                 x = self._final(x, p["temb"][:, None])
-                outs.append(self.deembed(x, p["mode"], p["grid"]))
+                outs.append(self.deembed(x, p["mode"], p["grid"], self.modes[p["mode"]]))
             return outs
         # Packed row: every sample of every request becomes one segment.
         xs, mods, temb, cos, sin, texts, q_lens, kv_lens = [], [], [], [], [], [], [], []
@@ -354,13 +344,11 @@ class FlexiVideoDiT(nn.Module):
                 q_lens.append(n)
                 kv_lens.append(valid.shape[0])
         ctx = AttnContext(backend, self_segments=Segments(q_lens, q_lens), cross_segments=Segments(q_lens, kv_lens))
-        if self.lora_modes:
-            activate_mode(self, preps[0]["mode"])
         x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
         x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx, preps[0]["mode"])
         x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
         outs, k = [], 0
         for p in preps:
-            outs.append(self.deembed(torch.stack(x[k:k + p["b"]]), p["mode"], p["grid"]))
+            outs.append(self.deembed(torch.stack(x[k:k + p["b"]]), p["mode"], p["grid"], self.modes[p["mode"]]))
             k += p["b"]
         return outs

@@ -13,7 +13,7 @@ import argparse
 import math
 
 from ..config import ModelConfig
-from .dit import apply_preset
+from ..presets import apply_preset, preset_modes
 from .patching import check_divisible
 
 
@@ -70,8 +70,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     cfg = ModelConfig(preset=a.preset, in_channels=a.latent[0], patch_size=tuple(a.patch))
     base = tuple(a.patch)
-    modes = {"full": base, "coarse_time": (2 * base[0], base[1], base[2]),
-             "coarse_space": (base[0], 2 * base[1], 2 * base[2])}
+    modes = {"full": base, **preset_modes(base)}
     print(f"preset={a.preset} latent={tuple(a.latent)} text_len={a.text_len} lora_rank={a.lora_rank}")
     print(f"{'mode':14s} {'patch':10s} {'tokens':>7s} {'GFLOPs':>10s} {'ratio':>6s}")
     for name, (n, fl, r) in mode_flops_table(cfg, modes, a.latent, a.text_len, a.lora_rank).items():

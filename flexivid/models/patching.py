@@ -2,7 +2,7 @@
 
 The base kernel has patch size ``(pt, ph, pw)``. Every other mode (e.g. coarse-time ``(2,2,2)`` or coarse-space
 ``(1,4,4)``) gets its own Conv3d embed and de-embed linear, initialised from the base ones by a linear projection
-built from the trilinear resize matrix (method.md 1.3):
+built from the trilinear resize matrix:
 
 * ``"paper"`` (FlexiDiT, the default): ``w' = B_{mode->base}^T w``. Invariant: ``<x, w'> = <B_{mode->base} x, w>``,
   i.e. a weak token of a mode-size patch equals the base token of its average-pooled copy.
@@ -64,7 +64,7 @@ def embed_projection(base: Patch, mode: Patch, form: str = "paper") -> torch.Ten
 def project_embed_kernel(weight: torch.Tensor, base: Patch, mode: Patch, form: str = "paper") -> torch.Tensor:
     """Project a Conv3d embed kernel ``(D, C, *base)`` to ``(D, C, *mode)`` (computed in float64)."""
     d, c = weight.shape[:2]
-    p = embed_projection(tuple(base), tuple(mode), form)
+    p = embed_projection(tuple(base), tuple(mode), form).to(weight.device)  # the cached matrix lives on the CPU
     w = weight.detach().to(torch.float64).reshape(d, c, -1)
     return torch.einsum("mb,dcb->dcm", p, w).reshape(d, c, *mode).to(weight.dtype)
 
@@ -74,7 +74,7 @@ def project_deembed(weight: torch.Tensor, bias: torch.Tensor, channels: int, bas
 
     Output features are ordered ``(c, pt, ph, pw)``. Returns ``(weight (C*prod(mode), D), bias (C*prod(mode),))``.
     """
-    u = resize_matrix(tuple(base), tuple(mode))  # (n_mode, n_base)
+    u = resize_matrix(tuple(base), tuple(mode)).to(weight.device)  # (n_mode, n_base)
     w = weight.detach().to(torch.float64).reshape(channels, -1, weight.shape[1])
     b = bias.detach().to(torch.float64).reshape(channels, -1)
     w_new = torch.einsum("mb,cbd->cmd", u, w).reshape(-1, weight.shape[1])
@@ -102,7 +102,6 @@ class FlexiPatchEmbed(nn.Module):
         super().__init__()
         self.in_channels, self.dim, self.base = in_channels, dim, tuple(base)
         self.proj = nn.ModuleDict({"full": nn.Conv3d(in_channels, dim, self.base, stride=self.base)})
-        self.patches: dict[str, Patch] = {"full": self.base}
 
     def add_mode(self, name: str, patch: Patch, form: str = "paper") -> None:
         """Add a mode whose kernel is the projection of the current base kernel."""
@@ -115,12 +114,12 @@ class FlexiPatchEmbed(nn.Module):
             conv.weight.copy_(project_embed_kernel(base.weight, self.base, patch, form))
             conv.bias.copy_(base.bias)
         self.proj[name] = conv
-        self.patches[name] = patch
 
     def forward(self, x: torch.Tensor, mode: str):
         # kernel == stride, so the conv is one matmul over flattened patches; computing it that way avoids slow
         # Conv3d paths (CPU kernels with pt > 1) and gives the same numbers as F.conv3d.
-        conv, (pt, ph, pw) = self.proj[mode], self.patches[mode]
+        conv = self.proj[mode]
+        pt, ph, pw = conv.kernel_size
         grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
         patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
         return F.linear(patches, conv.weight.flatten(1), conv.bias), grid
@@ -133,7 +132,6 @@ class FlexiDeEmbed(nn.Module):
         super().__init__()
         self.dim, self.out_channels, self.base = dim, out_channels, tuple(base)
         self.linear = nn.ModuleDict({"full": nn.Linear(dim, out_channels * math.prod(self.base))})
-        self.patches: dict[str, Patch] = {"full": self.base}
 
     def add_mode(self, name: str, patch: Patch) -> None:
         patch = tuple(int(p) for p in patch)
@@ -144,10 +142,10 @@ class FlexiDeEmbed(nn.Module):
             lin.weight.copy_(w)
             lin.bias.copy_(b)
         self.linear[name] = lin
-        self.patches[name] = patch
 
-    def forward(self, tokens: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> torch.Tensor:
-        pt, ph, pw = self.patches[mode]
+    def forward(self, tokens: torch.Tensor, mode: str, grid: tuple[int, int, int], patch: Patch) -> torch.Tensor:
+        """``patch``: the mode's patch (the model's mode table holds it)."""
+        pt, ph, pw = patch
         x = self.linear[mode](tokens)
         t, h, w = grid
         return rearrange(x, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)",

@@ -1,8 +1,8 @@
 """3D rotary position embedding (RoPE) at base-grid coordinates.
 
 Every mode shares one coordinate system: the base token grid. A coarse token that covers ``s`` base tokens along an
-axis sits at the centre of the base tokens it covers, ``i * s + (s - 1) / 2`` (method.md 1.2: FlexiDiT places each
-patch at its coordinates in the original grid; RoPE takes fractional positions without any table interpolation).
+axis sits at the centre of the base tokens it covers, ``i * s + (s - 1) / 2`` (FlexiDiT places each patch
+at its coordinates in the original grid; RoPE takes fractional positions without any table interpolation).
 """
 from __future__ import annotations
 

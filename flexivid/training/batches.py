@@ -71,8 +71,10 @@ class StepSampler:
 
 
 def collate(items: list[dict]) -> dict:
-    """Dataset items -> ``{"video": (B, 3, T, H, W), "caption": list[str]}`` (ground-truth attrs are not needed)."""
-    return {"video": torch.stack([it["video"] for it in items]), "caption": [it["caption"] for it in items]}
+    """Dataset items -> ``{"video": (B, 3, T, H, W), "caption": list[str]}`` (ground-truth attrs are not needed);
+    precomputed items give ``latent`` / ``text`` / ``text_mask`` stacked instead of ``video``."""
+    keys = [k for k in ("video", "latent", "text", "text_mask") if k in items[0]]
+    return {**{k: torch.stack([it[k] for it in items]) for k in keys}, "caption": [it["caption"] for it in items]}
 
 
 def step_generator(seed: int, step: int, rank: int, micro_index: int, device: torch.device) -> torch.Generator:

@@ -11,6 +11,8 @@ Layout under ``<out_dir>``::
 
 DeepSpeed's own ``latest`` file is disabled (``save_latest=False``): ours is replaced (tmp file + ``os.replace``)
 only after every rank finished writing, so a run killed mid-save resumes from the previous complete checkpoint.
+When the folder ``latest`` names was deleted or one of its files is truncated, resuming falls back to the newest
+older complete checkpoint (``resume_point``) and says so.
 
 DeepSpeed loads ZeRO optimizer shards only on the data-parallel size that wrote them. Resuming on another number of
 ranks goes through a universal checkpoint (``deepspeed.checkpoint.ds_to_universal``: one file per parameter and
@@ -21,19 +23,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import os
 import random
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import Config, config_to_dict
+from ..config import Config, TextConfig
+from ..errors import UserFacingError, one_line
+from ..fileio import atomic_write
 from ..models.dit import FlexiVideoDiT
-from ..models.serialization import atomic_write, save_model
+from ..models.serialization import ClipConfig, ExportSpec, save_model
 from .ema import EMA
 
 LATEST = "latest"
@@ -102,10 +108,49 @@ def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, client_state:
     return ckpt_dir / tag
 
 
+def _incomplete(ckpt_dir: Path, tag: str) -> str | None:
+    """Why the checkpoint folder ``tag`` cannot be resumed (missing, unfinished, truncated file), None if it can."""
+    folder = ckpt_dir / tag
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    if not any(folder.glob("*model_states.pt")):
+        return f"{folder} has no model states"
+    if not any(folder.glob("rng_rank*.pt")):  # written after DeepSpeed's files: absent means the save was cut short
+        return f"{folder} was not finished"
+    for f in sorted(folder.glob("*.pt")):
+        try:  # torch.save writes a zip whose directory is at the end: a truncated file has none
+            with zipfile.ZipFile(f):
+                pass
+        except (zipfile.BadZipFile, OSError):
+            return f"{f} is truncated or corrupt"
+    return None
+
+
+def resume_point(out_dir: str | os.PathLike) -> tuple[str | None, list[str]]:
+    """``(tag, problems)``: the checkpoint to resume from and why newer ones were passed over.
+
+    The tag is the one ``ckpt/latest`` names, or when that checkpoint is missing or damaged, the newest older
+    complete one; None when there is no ``latest`` or no complete checkpoint.
+    """
+    ckpt_dir = Path(out_dir) / "ckpt"
+    f = ckpt_dir / LATEST
+    if not f.is_file():
+        return None, []
+    named = f.read_text().strip()
+    older = sorted((d.name for d in ckpt_dir.iterdir() if d.is_dir() and d.name.startswith("step")
+                    and d.name < named), reverse=True)
+    problems = []
+    for tag in [named, *older]:
+        why = _incomplete(ckpt_dir, tag)
+        if why is None:
+            return tag, problems
+        problems.append(why)
+    return None, problems
+
+
 def latest_tag(out_dir: str | os.PathLike) -> str | None:
-    """The tag named by ``<out_dir>/ckpt/latest``, or None when there is no complete checkpoint."""
-    f = Path(out_dir) / "ckpt" / LATEST
-    return f.read_text().strip() if f.is_file() else None
+    """The tag of the newest complete checkpoint (see ``resume_point``), or None when there is none."""
+    return resume_point(out_dir)[0]
 
 
 def saved_world_size(out_dir: str | os.PathLike) -> int | None:
@@ -174,28 +219,35 @@ def load_checkpoint(engine, out_dir: str | os.PathLike, universal: bool = False)
     tag = latest_tag(out_dir)
     ckpt_dir = Path(out_dir) / "ckpt"
     if tag is None:
-        raise FileNotFoundError(f"nothing to resume: no {ckpt_dir / LATEST} (run without --resume to start fresh)")
+        raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {ckpt_dir} (run without --resume "
+                                f"to start fresh)")
     load_dir = ckpt_dir / UNIVERSAL if universal else ckpt_dir
-    path, client = engine.load_checkpoint(str(load_dir), tag=tag, load_optimizer_states=True,
-                                          load_lr_scheduler_states=True)
+    try:
+        path, client = engine.load_checkpoint(str(load_dir), tag=tag, load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        rng_file = ckpt_dir / tag / f"rng_rank{_rank()}.pt"
+        if rng_file.is_file():  # absent when resuming on more ranks than saved: those start from fresh RNG
+            set_rng_state(torch.load(rng_file, weights_only=False))
+    except Exception as e:  # noqa: BLE001 - DeepSpeed and torch raise many types for a damaged file
+        raise UserFacingError(
+            f"cannot resume from {ckpt_dir / tag}: {type(e).__name__}: {one_line(e)[:200]}; move that folder out of "
+            f"{ckpt_dir} to resume from the checkpoint before it, or start fresh in another train.out_dir") from e
     if path is None:
-        raise FileNotFoundError(f"checkpoint {ckpt_dir / tag} named by {ckpt_dir / LATEST} could not be loaded")
-    rng_file = ckpt_dir / tag / f"rng_rank{_rank()}.pt"
-    if rng_file.is_file():  # absent when resuming on more ranks than saved: those start from fresh RNG
-        set_rng_state(torch.load(rng_file, weights_only=False))
+        raise UserFacingError(f"checkpoint {ckpt_dir / tag} could not be loaded; move that folder out of {ckpt_dir} "
+                              f"to resume from the checkpoint before it")
     return client
 
 
-def source_text_config(cfg: Config) -> dict:
-    """The text encoder that produced the training embeddings, as a ``TextConfig`` dict for generation.
+def source_text_config(cfg: Config) -> TextConfig:
+    """The text encoder that produced the training embeddings, as a ``TextConfig`` for generation.
 
     Training may read a cache (``text.encoder: cache``); generation needs the encoder that built it, which the
     cache's safetensors metadata names (``flexivid.text.build_text_cache``). The export then names that encoder and
     no cache (generation encodes free prompts; the cache only holds training captions). A cache of unknown origin
     keeps the YAML's text config.
     """
-    text = config_to_dict(cfg.text)
-    if cfg.text.encoder != "cache" or not cfg.text.cache_path or not Path(cfg.text.cache_path).is_file():
+    text = cfg.text
+    if text.encoder != "cache" or not text.cache_path or not Path(text.cache_path).is_file():
         return text
     from safetensors import safe_open
 
@@ -203,23 +255,24 @@ def source_text_config(cfg: Config) -> dict:
         meta = f.metadata() or {}
     kind, _, where = (meta.get("encoder") or "").partition(":")  # text.py writes "minilm:<name>" / "hf:<path>"
     if kind in ("minilm", "hf"):
-        text.update(encoder=kind, path=where if kind == "hf" else None, cache_path=None)
+        text = dataclasses.replace(text, encoder=kind, path=where if kind == "hf" else None, cache_path=None)
         if meta.get("max_length"):
-            text["max_length"] = int(meta["max_length"])
+            text = dataclasses.replace(text, max_length=int(meta["max_length"]))
     return text
 
 
-def export_extra(cfg: Config, step: int) -> dict:
-    """Everything besides the weights that generation needs to rebuild the run from the export alone."""
+def export_spec(cfg: Config, step: int) -> ExportSpec:
+    """Everything besides the weights that generation needs to rebuild the run from the export alone (the model
+    config is the exported model's own)."""
     d = cfg.data
-    return {"text": source_text_config(cfg), "autoencoder": config_to_dict(cfg.autoencoder),
-            "data": {"name": d.name, "num_frames": d.num_frames, "height": d.height, "width": d.width, "fps": d.fps},
-            "training": {"stage": cfg.stage, "step": step, "seed": cfg.seed, "weights": "ema",
-                         "ema_decay": cfg.train.ema_decay,
-                         "shared_weights": cfg.stage == "distill" and cfg.distill.shared_weights}}
+    return ExportSpec(text=source_text_config(cfg), autoencoder=cfg.autoencoder,
+                      clip=ClipConfig(d.num_frames, d.height, d.width, float(d.fps)),
+                      provenance={"stage": cfg.stage, "step": step, "seed": cfg.seed, "weights": "ema",
+                                  "ema_decay": cfg.train.ema_decay, "data": d.name,
+                                  "shared_weights": cfg.stage == "distill" and cfg.distill.shared_weights})
 
 
-def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, extra: dict) -> Path:
+def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, spec: ExportSpec) -> Path:
     """Write ``fresh`` (a CPU float32 model with the run's structure and frozen weights) with the EMA weights.
 
     Every trainable parameter must be in the EMA and vice versa, so the export can never silently mix weights.
@@ -232,4 +285,6 @@ def export_ema(fresh: FlexiVideoDiT, ema: EMA, out_dir: str | os.PathLike, extra
     with torch.no_grad():
         for n, v in ema.shadow.items():
             params[n].copy_(v.to(params[n].device, params[n].dtype))
-    return save_model(fresh, Path(out_dir) / "export", extra=extra)
+    if hasattr(fresh, "export"):  # a diffusers model exports its weak modes only
+        return fresh.export(Path(out_dir) / "export", spec)
+    return save_model(fresh, Path(out_dir) / "export", spec)

@@ -17,9 +17,8 @@ mode of a step is drawn from ``distill.mode_weights`` with a (seed, step)-derive
 per step, ``full`` included.
 
 All randomness is derived from (seed, step, rank), see ``batches``; checkpoints (``checkpoint``) hold DeepSpeed's
-state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels: an
-H100 bf16 run resumed and a fresh one both differ from another fresh run by ~5e-13). Every checkpoint also
-refreshes ``<out_dir>/export``.
+state + EMA, so ``resume`` continues bit-exactly on the CPU (on CUDA up to its nondeterministic kernels; see
+docs/results.md). Every checkpoint also refreshes ``<out_dir>/export``.
 
 Resuming on a different number of ranks converts the checkpoint to a DeepSpeed universal checkpoint first, which
 restores weights, Adam moments, LR schedule, EMA and step; the global batch follows the new rank count
@@ -32,6 +31,7 @@ import hashlib
 import importlib
 import os
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -40,12 +40,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict
+from ..errors import UserFacingError
+from ..launcher import launch_env
 from ..models.attention import describe_backend
 from ..models.dit import FlexiVideoDiT
 from ..models.flops import forward_flops
 from .batches import StepSampler, collate, step_generator, step_mode
-from .checkpoint import export_ema, export_extra, load_checkpoint, save_checkpoint, saved_world_size, to_universal
+from .checkpoint import (export_ema, export_spec, latest_tag, load_checkpoint, resume_point, save_checkpoint,
+                         saved_world_size, to_universal)
 from .deepspeed_config import resolve_precision, zero_stage
+from .divergence import DivergenceGuard, TrainingDiverged, non_finite
 from .ema import EMA
 from .losses import DiffusionObjective
 from .monitor import TrainMonitor
@@ -58,17 +62,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)``; a plain ``python`` run gets single-process rendezvous defaults.
+def distributed_env() -> None:
+    """Single-process rendezvous defaults for a plain ``python`` run (a launcher sets its own).
 
     DeepSpeed needs all five variables, or it falls back to MPI discovery (``No module named 'mpi4py'``).
     """
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, local_rank, world = launch_env()
+    for key, value in (("RANK", rank), ("LOCAL_RANK", local_rank), ("WORLD_SIZE", world),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, str(value))
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(_free_port())
 
 
 def _init_deepspeed(device: torch.device):
@@ -84,7 +88,15 @@ def _init_deepspeed(device: torch.device):
     deepspeed.utils.logger.addFilter(lambda record: "before it has started" not in record.getMessage())
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():  # our own init binds NCCL to this rank's GPU (DeepSpeed's would make it guess)
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        try:
+            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        except dist.DistNetworkError as e:
+            if "address already in use" not in str(e).lower():
+                raise
+            port = os.environ.get("MASTER_PORT")
+            raise UserFacingError(f"port {port} on {os.environ.get('MASTER_ADDR')} is taken (another run on this "
+                                  f"host?); give this run its own port: deepspeed --master_port N ..., torchrun "
+                                  f"--master_port N ..., or MASTER_PORT=N") from None
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
     return deepspeed
 
@@ -103,14 +115,15 @@ class Trainer:
 
     def __init__(self, cfg: Config, config_path: str, resume: bool = False):
         self.cfg, self.config_path = cfg, config_path
-        self.rank, self.local_rank, self.world = distributed_env()
+        self.rank, self.local_rank, self.world = launch_env()
         self.device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         ds_config = preflight(cfg, config_path, self.world, self.device.type, resume)  # fail fast, before imports
+        distributed_env()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.out_dir = Path(cfg.train.out_dir)
         self.resume = resume
-        from ..models.flexify import trainable_summary
+        from ..models.modes import trainable_summary
 
         deepspeed = _init_deepspeed(self.device)
         self.saved_world = saved_world_size(self.out_dir) if resume else None
@@ -132,7 +145,7 @@ class Trainer:
         self.engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=list(self.trainable.values()),
                                                     config=ds_config)
         self.zero_stage = zero_stage(ds_config)
-        if self.zero_stage == 3:  # drop_text reads null_text outside FlexiVideoDiT.forward
+        if self.zero_stage == 3 and hasattr(self.model, "null_text"):  # drop_text reads it outside forward
             deepspeed.zero.register_external_parameter(objective, self.model.null_text)
         if cfg.train.compile:
             if self.zero_stage == 3:
@@ -143,10 +156,16 @@ class Trainer:
         self._fresh: FlexiVideoDiT | None = None
         self._text_len: int | None = None
         self.position = (0, 0)  # (step, samples consumed) the run starts from; set by ``run`` on resume
+        self.guard = DivergenceGuard(cfg.train.max_skipped_steps)
+        self.dataset = None
 
     # ------------------------------------------------------------------------------------------- building
     def _build_model(self) -> FlexiVideoDiT:
         cfg = self.cfg
+        if cfg.stage == "distill" and cfg.distill.diffusers_class:  # a diffusers transformer (integrations)
+            from ..integrations.wan_training import build_wan_student
+
+            return build_wan_student(cfg.distill)
         if cfg.stage == "pretrain":
             model = FlexiVideoDiT(cfg.model)
             if cfg.train.init_from:  # continued pretraining; preflight checked the architecture
@@ -159,15 +178,15 @@ class Trainer:
                     raise RuntimeError(f"train.init_from {cfg.train.init_from} does not match the model: missing "
                                        f"{missing[:3]}, unexpected {unexpected[:3]}")
             return model
-        from ..models.flexify import flexify, mode_parameters
+        from ..models.modes import flexify, lora_specs
         from ..models.serialization import load_model
 
         d = cfg.distill
         model = load_model(d.base_checkpoint, modes=[])
-        flexify(model, dict(d.modes), lora_rank=d.lora_rank, lora_alpha=d.lora_alpha, shared_weights=d.shared_weights)
+        flexify(model, lora_specs(d.modes, d.lora_rank, d.lora_alpha, shared=d.shared_weights))
         got = {n for n, p in model.named_parameters() if p.requires_grad}
         want = ({n for n, _ in model.named_parameters()} if d.shared_weights
-                else {n for m in d.modes for n in mode_parameters(model, m)})
+                else {n for m in d.modes for n in model.mode_adapters.parameters_of(m)})
         if got != want:  # the LoRA variant must leave the base (and so the full mode) untouched
             raise RuntimeError(f"trainable parameters differ from the expected set: {sorted(got ^ want)[:4]}")
         return model
@@ -185,8 +204,9 @@ class Trainer:
         from ..text import build_text_encoder
 
         cfg = self.cfg
-        dataset = build_dataset(cfg.data)
-        self.text_encoder = build_text_encoder(cfg.text, self.device)
+        dataset = self.dataset = build_dataset(cfg.data)
+        # precomputed clips carry their text embeddings
+        self.text_encoder = None if cfg.data.name == "latents" else build_text_encoder(cfg.text, self.device)
         self.autoencoder = build_autoencoder(cfg.autoencoder)
         if isinstance(self.autoencoder, nn.Module):
             self.autoencoder.to(self.device).eval()
@@ -208,13 +228,26 @@ class Trainer:
             self._text_len = max(1, round(mask.sum(1).float().mean().item()))
         return tokens.to(self.device, torch.float32), mask.to(self.device, torch.bool)
 
+    def _inputs(self, batch: dict):
+        """A batch -> ``(x0 latents, text tokens, text mask)`` on the device; precomputed clips skip the encoders."""
+        if "latent" in batch:
+            text, mask = batch["text"].to(self.device), batch["text_mask"].to(self.device)
+            if self._text_len is None:
+                self._text_len = text.shape[1]  # Wan attends to every (zero-padded) text position
+            return batch["latent"].to(self.device).float(), text, mask
+        with torch.no_grad():
+            x0 = self.autoencoder.encode(batch["video"].to(self.device, non_blocking=True)).float()
+        return (x0, *self._encode_text(batch["caption"]))
+
     def _step_flops(self, mode: str, latent_shape) -> float:
         """Estimated FLOPs of one optimizer step on one GPU (fwd + bwd = 3 x forward; teacher forward once)."""
         mcfg, b = self.model.config, self.cfg.train.micro_batch_size * self.cfg.train.grad_accum
-        lora = getattr(self.model, "lora_rank", 0) if mode in self.model.lora_modes else 0
-        fl = 3 * forward_flops(mcfg, self.model.modes[mode], latent_shape, self._text_len, b, lora)
+        lora = self.model.mode_adapters.lora_rank(mode)
+        flops = getattr(self.model, "forward_flops", None)  # diffusers models count their own architecture
+        fwd = flops or (lambda m, *a: forward_flops(mcfg, self.model.modes[m], *a))
+        fl = 3 * fwd(mode, latent_shape, self._text_len, b, lora)
         if self.engine.module.objective == "distill":
-            fl += forward_flops(mcfg, self.model.modes["full"], latent_shape, self._text_len, b)
+            fl += fwd("full", latent_shape, self._text_len, b, 0)
         return float(fl)
 
     # ----------------------------------------------------------------------------------------------- run
@@ -241,6 +274,9 @@ class Trainer:
         return self.cfg.train.micro_batch_size * self.cfg.train.grad_accum * self.world
 
     def _checkpoint(self, step: int) -> None:
+        bad = non_finite(self.ema.shadow)
+        if bad:  # never save or export non-finite weights
+            self._diverged(step, f"the EMA weights are non-finite ({', '.join(bad[:2])})")
         start_step, start_sample = self.position
         # Not step * G: the steps before a resume on another world size consumed another G per step.
         seen = start_sample + (step - start_step) * self._samples_per_step()
@@ -249,22 +285,21 @@ class Trainer:
                   "seeds": "noise, timesteps, dropout and modes are derived from (seed, step, rank)"}
         save_checkpoint(self.engine, self.out_dir, step, client, self.cfg.train.keep_checkpoints)
         if self.rank == 0:
-            export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, step))
+            export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, step))
         dist.barrier()
 
     def _train_steps(self, monitor: TrainMonitor) -> None:
         cfg, t = self.cfg, self.cfg.train
         start = self.position[0]
         batches = iter(self._data(*self.position))
+        self._data_event(monitor)
         for step in range(start, t.steps):
+            skipped_before = self.engine.skipped_steps
             mode = step_mode(cfg.seed, step, self.mode_weights)
             lr = self.engine.get_lr()[0]
             loss_sum = torch.zeros((), device=self.device)
             for k in range(t.grad_accum):
-                batch = next(batches)
-                with torch.no_grad():
-                    x0 = self.autoencoder.encode(batch["video"].to(self.device, non_blocking=True)).float()
-                text, mask = self._encode_text(batch["caption"])
+                x0, text, mask = self._inputs(next(batches))
                 loss = self.engine(x0, text, mask, step_generator(cfg.seed, step, self.rank, k, self.device), mode)
                 self.engine.backward(loss)
                 self.engine.step()
@@ -272,10 +307,41 @@ class Trainer:
             if self.zero_stage == 3:
                 self._clear_zero3_grad_partitions()
             done = step + 1
+            why = self.guard.check(loss_sum, self.engine.skipped_steps > skipped_before, self.world)
+            if why is not None:
+                self._diverged(done, why, monitor)
             self.ema.update(done)
             monitor.log_step(done, loss_sum / t.grad_accum, mode, self._step_flops(mode, x0.shape[1:]), lr)
             if done % t.ckpt_every == 0 or done == t.steps:
                 self._checkpoint(done)
+
+    def _diverged(self, step: int, why: str, monitor: TrainMonitor | None = None) -> None:
+        last = latest_tag(self.out_dir)
+        good = f"last good checkpoint: {self.out_dir / 'ckpt' / last}" if last else "no checkpoint was saved"
+        if monitor is not None:
+            monitor.event({"event": "diverged", "step": step, "reason": why, "last_good_checkpoint": last})
+        raise TrainingDiverged(f"training diverged at step {step}: {why}; {good} (nothing after it was saved or "
+                               f"exported); lower train.lr (now {self.cfg.train.lr:g}) and start again, or --resume "
+                               f"from that checkpoint")
+
+    def _data_event(self, monitor: TrainMonitor) -> None:
+        """Log how many listed videos the dataset left out, and why (video_folder only)."""
+        skipped = getattr(self.dataset, "skipped", None)
+        if skipped is None:
+            return
+        line = f"data: {len(self.dataset)} videos"
+        if skipped:
+            line += f", {len(skipped)} skipped (first: {skipped[0][0]}: {skipped[0][1]}); see log.jsonl"
+        monitor.event({"event": "data", "videos": len(self.dataset), "skipped": len(skipped),
+                       "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}, line)
+
+    def _skip_summary(self) -> dict:
+        """The end record's count of bad videos: left out when scanned, plus those that failed later to decode."""
+        skipped = getattr(self.dataset, "skipped", None)
+        if skipped is None:
+            return {}
+        later = getattr(self.dataset, "num_skipped", 0)  # counted in this process (num_workers: 0)
+        return {"skipped_videos": len(skipped) + later}
 
     def _clear_zero3_grad_partitions(self) -> None:
         """Zero DeepSpeed ZeRO-3's reduced-gradient buffer after an optimizer step.
@@ -299,27 +365,35 @@ class Trainer:
         t = self.cfg.train
         start, start_sample = 0, 0
         if self.resume:
+            tag, passed_over = resume_point(self.out_dir)
+            if passed_over and self.rank == 0:
+                tqdm.write(f"warning: resuming from {self.out_dir / 'ckpt' / tag}, the newest complete checkpoint "
+                           f"({'; '.join(passed_over)})", file=sys.stderr)
             client = load_checkpoint(self.engine, self.out_dir, self.universal)
             self.ema.load_state_dict(client["ema"])
             start, start_sample = int(client["step"]), int(client["data_position"]["samples_seen"])
         self.position = (start, start_sample)
         monitor = TrainMonitor(self.out_dir, t.steps, start, t.log_every, self.rank, self._samples_per_step(),
                                self.device, list(self.mode_weights))
+        if self.resume:  # the steps after the checkpoint belong to the interrupted run: they are redone
+            monitor.drop_after(start)
         try:
             if self.universal and self.rank == 0:
                 tqdm.write(self._world_change_warning(start, start_sample))
             monitor.event(self._start_record(start, start_sample),
                           f"{self.cfg.stage}: {self.param_summary} | {self.world} rank(s) on "
                           f"{self.device.type} | {self.precision} | ZeRO-{self.zero_stage} | "
-                          f"{describe_backend(self.model.config.attention_backend, self.device)}")
+                          f"{describe_backend(getattr(self.model.config, 'attention_backend', 'auto'), self.device)}")
             self._train_steps(monitor)
             if start >= t.steps and self.rank == 0:  # resumed a finished run: refresh the export only
-                export_ema(self._fresh_model(), self.ema, self.out_dir, export_extra(self.cfg, start))
+                export_ema(self._fresh_model(), self.ema, self.out_dir, export_spec(self.cfg, start))
             prints = self._fingerprints()
             monitor.event({"event": "end", "step": max(start, t.steps), "replica_fingerprints": prints,
                            "replicas_identical": None if prints is None else len(set(prints)) == 1,
-                           "export": str(self.out_dir / "export")},
-                          f"done: {max(start, t.steps)} steps; exported to {self.out_dir / 'export'}")
+                           "export": str(self.out_dir / "export"), **self._skip_summary()},
+                          f"done: {max(start, t.steps)} steps; exported to {self.out_dir / 'export'}"
+                          + (f"; {self._skip_summary()['skipped_videos']} video(s) skipped (see log.jsonl)"
+                             if self._skip_summary().get("skipped_videos") else ""))
         finally:  # close the bar before an error message is printed
             monitor.close()
         return self.out_dir / "export"

@@ -2,7 +2,7 @@
 
 * ``flow`` (pretraining, and the shared-weights distillation variant): rectified-flow velocity regression,
   ``x_t = (1 - t) x0 + t noise``, target ``noise - x0``, MSE (``flexivid.diffusion.flow``).
-* ``distill`` (FlexiDiT LoRA variant, method.md section 3): the same network in ``full`` mode (adapters off,
+* ``distill`` (FlexiDiT LoRA variant): the same network in ``full`` mode (adapters off,
   no gradient) is the teacher; the student is ``mode``; loss ``MSE(student(x_t), teacher(x_t))`` on training
   clips noised to a sampled t.
 

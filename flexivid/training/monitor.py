@@ -18,6 +18,14 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 
+def _after(line: str, step: int) -> bool:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:  # a line cut by a kill: drop it
+        return True
+    return rec.get("event") in ("train", "diverged") and rec.get("step", 0) > step
+
+
 class TrainMonitor:
     """Progress bar + windowed metrics for steps ``start_step + 1 .. total_steps`` (1-based completed steps)."""
 
@@ -43,9 +51,20 @@ class TrainMonitor:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+            f.write(json.dumps({"time": time.time(), **record}, allow_nan=False) + "\n")  # strict JSON
         if line:
             tqdm.write(line)
+
+    def drop_after(self, step: int) -> None:
+        """Rank 0: remove the ``train`` records after ``step`` (an interrupted run's steps that a resume redoes)."""
+        if self.rank != 0 or not self.path.is_file():
+            return
+        from ..fileio import atomic_write
+
+        lines = self.path.read_text().splitlines(keepends=True)
+        keep = [ln for ln in lines if not _after(ln, step)]
+        if len(keep) != len(lines):
+            atomic_write(self.path, lambda p: Path(p).write_text("".join(keep)))
 
     def log_step(self, step: int, loss: torch.Tensor, mode: str, flops_per_gpu: float, lr: float) -> None:
         """Record completed optimizer step ``step`` (1-based): its mean micro-batch ``loss`` (0-dim, on device)."""

@@ -1,6 +1,6 @@
 """The multi-GPU scaling table of ``tools/multigpu_scaling.sh``, computed from the runs' ``log.jsonl`` files.
 
-    python -m flexivid.training.scaling_report --out OUT/scaling.md z2_1gpu=OUT/z2_1gpu.jsonl z2_8gpu=... \
+    python -m flexivid.training.scaling_report --output OUT/scaling.md z2_1gpu=OUT/z2_1gpu.jsonl z2_8gpu=... \
         [--resume OUT/resume_8to1.jsonl] [--device "NVIDIA H100 80GB HBM3 x 8"]
 
 Throughput is the steady state: samples over seconds of every ``train`` record but the first, because the first log
@@ -120,7 +120,7 @@ def report(logs: dict[str, str | Path], resume: str | Path | None = None, device
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", nargs="+", metavar="NAME=LOG", help="a run's name and its log.jsonl")
-    ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--output", required=True, help="markdown file to write")
     ap.add_argument("--resume", default=None, help="log.jsonl of a run resumed on another GPU count")
     ap.add_argument("--device", default=None, help="device description for the heading")
     args = ap.parse_args(argv)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         ap.error("each log is NAME=PATH, e.g. z2_1gpu=runs/scaling/z2_1gpu/log.jsonl")
     logs = dict(item.split("=", 1) for item in args.logs)
     text = report(logs, args.resume, args.device)
-    Path(args.out).write_text(text)
+    Path(args.output).write_text(text)
     print(text, end="")
     return 0
 

@@ -1,0 +1,200 @@
+"""``frontier.md`` and ``frontier.png`` from the frontier report dict (``eval.frontier_report``).
+
+Intervals are bootstrap 95% over prompts; a difference whose interval contains 0 is a tie, written ``≈`` in the
+tables and drawn as a hollow marker in the plot.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..data.synthetic import ATTRIBUTES
+from .frontier_search import BASELINE
+
+
+def _iv(d: dict | None, digits: int = 3) -> str:
+    if d is None or not math.isfinite(d.get("mean", math.nan)):
+        return "n/a"
+    return f"{d['mean']:.{digits}f} [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
+
+
+def _diff(d: dict | None, digits: int = 3) -> str:
+    if d is None or not math.isfinite(d.get("mean", math.nan)):
+        return "n/a"
+    mark = "≈ " if d["low"] <= 0 <= d["high"] else ""
+    return f"{mark}{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+
+
+def _num(v, digits: int = 3) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def headline_table(report: dict) -> list[str]:
+    """Per budget: the best FlexiDiT schedule beside full@reference and fewer full steps at equal FLOPs, with
+    intervals, then each target as met or missed by how much (README-ready)."""
+    s, q = report["settings"], report["quality"]
+    ref = f"full@{s['steps']}"
+    by = {r["label"]: r for r in report["rows"]}
+    keys = sorted({k for r in report["rows"] for k in r["timings"]})
+    head = ["FLOPs budget", "schedule", "FLOPs %", f"{q} [95% CI]", "FVD [95% CI]", "FVD floor"] + \
+        [f"speed-up {k}" for k in keys]
+    body, notes = [], []
+    for h in report.get("headline", []):
+        if h.get("schedule") is None:
+            notes.append(f"- <= {h['budget']}: no FlexiDiT schedule reached the front line")
+            continue
+        for label in dict.fromkeys([h["schedule"], h.get("baseline"), ref]):
+            r = by.get(label)
+            if r is None:
+                continue
+            f = r.get("fvd") or {}
+            body.append([f"<= {h['budget']}", label, f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q]),
+                         _iv(f.get("fvd"), 1), _iv(f.get("floor"), 1)] +
+                        [_num(r["speedups"].get(k), 2) for k in keys])
+        t = h["targets"]
+        met = [k for k, v in t.items() if v["met"] and k not in ("fvd", "better_than_baseline")]
+        missed = [f"{k} {_diff(v['diff'])}" for k, v in t.items()
+                  if not v["met"] and k not in ("fvd", "better_than_baseline")]
+        parts = [f"within the interval of {ref} (or above): {', '.join(met) or 'none'}"]
+        if missed:
+            parts.append(f"MISSED (Δ vs {ref}): {'; '.join(missed)}")
+        if "fvd" in t:
+            v = t["fvd"]
+            parts.append(f"FVD above floor {v['above_floor']:.1f} vs the limit {v['limit']:.1f} (10% over {ref}'s): "
+                         + ("met" if v["met"] else f"MISSED, {_num(v['missed_by_pct'], 0)}% over {ref}'s"))
+        if "better_than_baseline" in t:
+            v = t["better_than_baseline"]
+            parts.append(f"vs {v['baseline']}: {_diff(v['diff'])}: " + ("strictly better, met" if v["met"] else
+                                                                         "not strictly better, MISSED"))
+        notes.append(f"- <= {h['budget']}, {h['schedule']}: " + "; ".join(parts))
+    return _table(head, body) + [""] + notes
+
+
+def markdown(report: dict) -> str:
+    s, q = report["settings"], report["quality"]
+    ref = f"full@{s['steps']}"
+    rows = report["rows"]
+    lines = [f"# Compute-quality frontier ({report['device']})", "",
+             f"checkpoint `{s['checkpoint']}`, clip {'x'.join(map(str, report['clip']))}; front line: "
+             f"{s['prompts']} held-out test prompts x {s['seeds']} seeds; screen: {s['screen_prompts']} prompts x 1 "
+             f"seed; guidance {s['guidance_scale']}; quality axis: {q}; FLOPs as a fraction of {ref}; LoRA "
+             f"{'merged per mode' if s['merge_adapters'] else 'unmerged (peft)'}. Intervals: paired bootstrap 95% "
+             f"over prompts (seeds of a prompt resampled together); `≈` marks a tie (interval contains 0).", ""]
+    if report.get("truncated"):
+        lines += ["**Cut by the time limit:** " + "; ".join(report["truncated"]) + ".", ""]
+    lines += ["## Headline", ""] + headline_table(report)
+    metrics = [q] + [k for k in ("fidelity", *ATTRIBUTES, "jump", "straightness", "psnr", "ssim") if k != q]
+    head = ["schedule", "family", "FLOPs %"] + [f"{k}" for k in metrics[:1]] + [f"Δ{k} vs {ref}" for k in metrics]
+    body = []
+    for r in rows:
+        body.append([r["label"], r["family"], f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q])] +
+                    [_diff(r["vs_reference"].get(k)) for k in metrics])
+    lines += ["", "## Front line: quality with intervals", ""] + _table(head, body)
+    body = []
+    for r in rows:
+        if "vs_baseline" in r:
+            body.append([r["label"], f"{100 * r['flops_fraction']:.1f}", r["baseline"],
+                         _diff(r["vs_baseline"][q]), r["verdict_vs_baseline"]])
+    if body:
+        lines += ["", f"## Against fewer full steps at equal FLOPs (full@floor(FLOPs x {s['steps']}))", ""]
+        lines += _table(["schedule", "FLOPs %", "baseline", f"Δ{q}", "verdict"], body)
+    if any("fvd" in r for r in rows):
+        body = []
+        for r in rows:
+            f = r.get("fvd")
+            if f:
+                body.append([r["label"], str(f["n_fake"]), _iv(f["fvd"], 1), _iv(f["floor"], 1),
+                             _num(f["above_floor"], 1), _num(f.get("fvd_inf"), 1), _num(f.get("floor_inf"), 1),
+                             _diff(f.get("vs_reference"), 1)])
+        lines += ["", "## FVD (I3D, whole-frame bilinear 224, 16 frames) against its real-vs-real floor", "",
+                  f"Reference: {s['fvd_real']} real test clips. Floor: as many OTHER real clips as fakes, against "
+                  f"the same reference. FVD-inf: line through FVD at N/4, N/2, N clips extrapolated to 1/N = 0. "
+                  f"Interval: prompts resampled, bias-corrected percentile.", ""]
+        lines += _table(["schedule", "N", "FVD", "floor", "FVD - floor", "FVD-inf", "floor-inf",
+                         f"ΔFVD vs {ref}"], body)
+    check = report.get("fvd_check")
+    if check:
+        lines += ["", f"FVD response check (real clips, N = {check['n']}): floor {_iv(check['floor'], 1)}; " +
+                  "; ".join(f"{k}: {_iv(v, 1)} ({'responds' if v['responds'] else 'DOES NOT respond'})"
+                            for k, v in check.items() if k.endswith("swapped"))]
+    keys = sorted({k for r in rows for k in r["timings"]})
+    if keys:
+        body = [[r["label"], f"{100 * r['flops_fraction']:.1f}"] +
+                [f"{_num(r['timings'].get(k), 4)} ({_num(r['speedups'].get(k), 2)}x)" for k in keys] +
+                [", ".join(k for k, v in r["front"].items() if v) or "-"] for r in rows]
+        lines += ["", "## Wall-clock (s/video, speed-up vs " + ref + "; round-robin, median of repeats)", ""]
+        lines += _table(["schedule", "FLOPs %", *keys, "on the Pareto front of"], body)
+    if report.get("screen"):
+        body = [[r["label"], r["family"], f"{100 * r['flops_fraction']:.1f}", _iv(r["quality"]),
+                 _diff(r["vs_reference"]), "yes" if r["front"] else ""]
+                for r in sorted(report["screen"], key=lambda r: r["flops_fraction"])]
+        lines += ["", f"## Screen ({s['screen_prompts']} prompts x 1 seed; {len(body)} candidates)", ""]
+        lines += _table(["schedule", "family", "FLOPs %", q, f"Δ vs {ref}", "front"], body)
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q, rows = report["quality"], report["rows"]
+    keys = sorted({k for r in rows for k in r["timings"] if r["timings"].get(k)})
+    panels = [("flops", "FLOPs (fraction of full)")] + [(k, f"seconds per video, {k}") for k in keys]
+    fvd = any("fvd" in r for r in rows)
+    fig, axes = plt.subplots(1, len(panels) + fvd, figsize=(5 * (len(panels) + fvd), 4.2), squeeze=False)
+    axes = axes[0]
+    families = list(dict.fromkeys([BASELINE] + [r["family"] for r in rows] +
+                                  [r["family"] for r in report.get("screen", [])]))
+    colours = {f: f"C{i}" for i, f in enumerate(families)}
+
+    def cost(r, key):
+        return r["flops_fraction"] if key == "flops" else r["timings"].get(key)
+
+    for ax, (key, label) in zip(axes, panels):
+        if key == "flops":
+            for r in report.get("screen", []):
+                ax.plot(r["flops_fraction"], r["quality"]["mean"], ".", color=colours[r["family"]], alpha=0.3)
+        for fam in families:
+            pts = sorted((cost(r, key), r) for r in rows if r["family"] == fam and cost(r, key))
+            for x, r in pts:
+                m, tie = r["metrics"][q], r["vs_reference"].get(q)
+                hollow = tie is not None and tie["low"] <= 0 <= tie["high"]
+                ax.errorbar(x, m["mean"], yerr=[[m["mean"] - m["low"]], [m["high"] - m["mean"]]], fmt="o",
+                            color=colours[fam], mfc="none" if hollow else colours[fam], capsize=2)
+            if fam == BASELINE and pts:  # fewer full steps: the baseline curve
+                ax.plot([x for x, _ in pts], [r["metrics"][q]["mean"] for _, r in pts], "-", color=colours[fam])
+        front = sorted((cost(r, key), r["metrics"][q]["mean"]) for r in rows if r["front"].get(key) and cost(r, key))
+        if front:
+            ax.step([x for x, _ in front], [y for _, y in front], "k--", where="post", lw=0.8, label="Pareto front")
+        ax.set_xlabel(label)
+        ax.set_ylabel(q)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[f], label=f) for f in families]
+    handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", color="k", label="tie with full (hollow)"))
+    axes[0].legend(handles=handles, fontsize=7)
+    if fvd:
+        ax = axes[-1]
+        for r in rows:
+            f = r.get("fvd")
+            if f:
+                ax.errorbar(r["flops_fraction"], f["fvd"]["mean"], fmt="o", color=colours[r["family"]],
+                            yerr=[[f["fvd"]["mean"] - f["fvd"]["low"]], [f["fvd"]["high"] - f["fvd"]["mean"]]])
+        floor = next((r["fvd"]["floor"]["mean"] for r in rows if r.get("fvd")), None)
+        if floor is not None:
+            ax.axhline(floor, color="grey", ls=":", label="real-vs-real floor, same N")
+            ax.legend(fontsize=7)
+        ax.set_xlabel("FLOPs (fraction of full)")
+        ax.set_ylabel("FVD (lower is better)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"flexivid frontier ({report['device']}); error bars: bootstrap 95%")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

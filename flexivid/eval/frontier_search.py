@@ -1,0 +1,180 @@
+"""What the frontier measures: the candidate grid over (total steps N) x (schedule family), its refinement near the
+Pareto front, and the choice of the front-line schedules that get the full prompts x seeds evaluation.
+
+A candidate is a schedule spec (``diffusion.schedules`` grammar) at ``N`` steps and a guidance scale; its label is
+``SPEC@N`` (``full@10`` is ten full steps) with ``/cfgS`` appended when the scale is not the run's default. FLOPs are
+fractions of full at the reference steps, so ``full@N`` costs ``N / reference``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..diffusion.schedules import FULL, cost_order
+
+STEP_GRID = (6, 8, 10, 12, 15, 20, 25, 30)
+BASELINE = "fewer full steps"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    spec: str
+    steps: int
+    guidance: float | None = None  # None: the run's default scale
+
+    @property
+    def label(self) -> str:
+        g = "" if self.guidance is None else f"/cfg{self.guidance:g}"
+        return f"{self.spec}@{self.steps}{g}"
+
+    @property
+    def family(self) -> str:
+        return family_of(self.spec)
+
+
+def parse_label(label: str, default_steps: int) -> Candidate:
+    """``SPEC[@N][/cfgS]`` -> Candidate; a bare spec runs ``default_steps`` steps."""
+    rest, _, cfg = label.partition("/cfg")
+    spec, _, n = rest.partition("@")
+    try:
+        return Candidate(spec, int(n) if n else default_steps, float(cfg) if cfg else None)
+    except ValueError:
+        raise ValueError(f"schedule label '{label}': use SPEC, SPEC@N or SPEC@N/cfgS (e.g. full@10, "
+                         f"weak_first:coarse_space:5@15/cfg3)") from None
+
+
+def family_of(spec: str) -> str:
+    """Table/plot family of a spec: full, weak_first MODE, weak-to-strong x/y, interleaved or custom order."""
+    head, *args = spec.split(":")
+    if spec == FULL:
+        return BASELINE
+    if head == "weak_first":
+        if len(args) > 1 and "/" in args[1]:
+            return f"x/y weak-to-strong {args[0]}"
+        return f"weak_first {args[0]}" if args else "weak_first"
+    return "interleaved" if head == "interleaved" else "custom order"
+
+
+def _k(frac: float, n: int) -> int:
+    return min(n - 1, max(1, round(frac * n)))
+
+
+def family_specs(n: int, modes: dict) -> list[str]:
+    """The coarse grid's schedules at ``n`` steps: every family at a few weak-step shares."""
+    weak = cost_order(modes)
+    specs = [FULL]
+    if not weak or n < 2:
+        return specs
+    cheap = weak[0]
+    specs += [f"weak_first:{cheap}:{_k(f, n)}" for f in (1 / 3, 1 / 2, 2 / 3, 5 / 6)]
+    for mode in weak[1:]:
+        specs += [f"weak_first:{mode}:{_k(f, n)}" for f in (1 / 2, 2 / 3)]
+    # The paper's x/y: full for the last x conditional and last y < x guidance steps; the steps in between guide
+    # with the weak conditional (weak-to-strong guidance).
+    for x_frac, y_frac in ((1 / 2, 1 / 4), (1 / 3, 1 / 6)):
+        x, y = max(2, round(x_frac * n)), max(1, round(y_frac * n))
+        if y < x < n:
+            specs.append(f"weak_first:{cheap}:{x}/{y}")
+    if len(weak) >= 2 and n >= 3:
+        a, b = weak[0], weak[1]
+        for fa, fb in ((1 / 3, 1 / 3), (1 / 2, 1 / 6)):
+            ka, kb = max(1, round(fa * n)), max(1, round(fb * n))
+            if ka + kb < n:
+                specs.append(f"interleaved:{ka}:{kb}")
+        # Custom order: the costlier weak mode first, then the cheapest (the reverse of interleaved).
+        k = max(1, n // 3)
+        if 2 * k < n:
+            specs.append(f"{b}:{k},{a}:{k},{FULL}:{n - 2 * k}")
+    return list(dict.fromkeys(specs))
+
+
+def coarse_grid(modes: dict, step_grid=STEP_GRID) -> list[Candidate]:
+    return [Candidate(spec, n) for n in step_grid for spec in family_specs(n, modes)]
+
+
+def neighbours(c: Candidate, modes: dict, reference: int) -> list[Candidate]:
+    """Schedules one grid notch away from ``c``: N +- ~10% with the same shares, and each step count +- 1."""
+    out = []
+    d = max(1, round(0.1 * c.steps))
+    for n in (c.steps - d, c.steps + d):
+        if 2 <= n <= reference:
+            out.append(Candidate(_rescale(c.spec, c.steps, n), n, c.guidance))
+    head, *args = c.spec.split(":")
+    if head == "weak_first" and len(args) == 2 and "/" not in args[1]:
+        out += [Candidate(f"weak_first:{args[0]}:{k}", c.steps, c.guidance) for k in (int(args[1]) - 1,
+                                                                                       int(args[1]) + 1)
+                if 1 <= k < c.steps]
+    elif head == "interleaved" and len(args) == 2:
+        a, b = int(args[0]), int(args[1])
+        for da, db in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            if a + da >= 0 and b + db >= 0 and a + da + b + db < c.steps and (a + da, b + db) != (0, 0):
+                out.append(Candidate(f"interleaved:{a + da}:{b + db}", c.steps, c.guidance))
+    return [x for x in out if x != c]
+
+
+def _rescale(spec: str, n_from: int, n_to: int) -> str:
+    """The same schedule shape at ``n_to`` steps: every count scaled, the full tail absorbing the rounding."""
+    if spec == FULL:
+        return FULL
+    head, *args = spec.split(":")
+    scale = lambda k: max(1, round(int(k) * n_to / n_from))  # noqa: E731
+    if head == "weak_first" and len(args) == 2:
+        if "/" in args[1]:
+            x, y = (min(n_to, scale(v)) for v in args[1].split("/"))
+            return f"weak_first:{args[0]}:{x}/{min(y, x)}"
+        return f"weak_first:{args[0]}:{min(n_to - 1, scale(args[1]))}"
+    if head == "interleaved":
+        counts = [scale(v) for v in args]
+        while sum(counts) >= n_to and max(counts) > 1:
+            counts[counts.index(max(counts))] -= 1
+        return "interleaved:" + ":".join(map(str, counts))
+    segments = [part.split(":") for part in spec.split(",")]
+    weak = [(m, scale(k)) for m, k in segments if m != FULL]
+    while sum(k for _, k in weak) >= n_to and max(k for _, k in weak) > 1:
+        i = max(range(len(weak)), key=lambda j: weak[j][1])
+        weak[i] = (weak[i][0], weak[i][1] - 1)
+    return ",".join(f"{m}:{k}" for m, k in weak) + f",{FULL}:{n_to - sum(k for _, k in weak)}"
+
+
+def pareto_front(costs: list[float], qualities: list[float], higher_is_better: bool = True) -> list[int]:
+    """Indices of the points no cheaper-or-equal point beats on quality, cheapest first (point estimates)."""
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted((i for i, q in enumerate(qualities) if q is not None and math.isfinite(q) and costs[i] is not None),
+                   key=lambda i: (costs[i], -sign * qualities[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if sign * qualities[i] > best:
+            front.append(i)
+            best = sign * qualities[i]
+    return front
+
+
+def baseline_for(flops: float, reference: int) -> Candidate:
+    """Fewer full steps at equal FLOPs: the most full steps whose FLOPs do not exceed ``flops``."""
+    return Candidate(FULL, max(1, math.floor(flops * reference + 1e-9)))
+
+
+def front_line(rows: list[dict], reference: int, max_front: int, budgets=(0.25, 0.35),
+               higher_is_better: bool = True) -> list[Candidate]:
+    """The screened candidates worth the full evaluation.
+
+    ``rows``: ``{"candidate", "flops", "quality"}`` from the screen. Taken: full@reference; the best FlexiDiT
+    schedule within each budget; the FlexiDiT-only Pareto front (cheapest-first, at most ``max_front`` in all); and
+    for each FlexiDiT pick the fewer-full-steps baseline at equal FLOPs.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    flexi = [r for r in rows if r["candidate"].spec != FULL]
+    picks: list[Candidate] = []
+    for b in budgets:
+        within = [r for r in flexi if r["flops"] <= b + 1e-9]
+        if within:
+            picks.append(max(within, key=lambda r: (sign * r["quality"], -r["flops"]))["candidate"])
+    front = pareto_front([r["flops"] for r in flexi], [r["quality"] for r in flexi], higher_is_better)
+    for i in front:
+        if len(dict.fromkeys(picks)) >= max_front:
+            break
+        picks.append(flexi[i]["candidate"])
+    picks = list(dict.fromkeys(picks))[:max_front]
+    flops = {r["candidate"]: r["flops"] for r in rows}
+    paired = [x for c in picks for x in (c, baseline_for(flops[c], reference))]  # each pick beside its baseline
+    return list(dict.fromkeys([Candidate(FULL, reference), *paired]))

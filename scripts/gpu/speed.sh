@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The speed suite on one GPU (under 6 minutes on an H200): end-to-end speed-ups of the frontier's schedules against
+# full@30 at batch 1 and 16, graphed vs eager-loop videos, GPU-busy share per call, time to first video (compile
+# off / cold / artifact cache) and the kernel table with plain-DiT calibration rows (tools/benchmark.py --suite speed).
+#
+#   scripts/gpu/speed.sh --prepare                     # HERE (CPU): .gpu/speed_text_cache.safetensors (16 captions)
+#   OUT=/out scripts/gpu/speed.sh                      # on the GPU, carrying .gpu (the checkpoint is tracked)
+#   OUT=/tmp/s scripts/gpu/speed.sh --smoke            # CPU: the same path on a random tiny model
+#
+# Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default
+# .gpu/speed_text_cache.safetensors), --budget SECONDS (default 330), and anything after -- goes to
+# tools/benchmark.py. Writes $OUT/speed.md, $OUT/speed.json and $OUT/speed.log.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ckpt=checkpoints/flexivid-small
+cache=.gpu/speed_text_cache.safetensors
+budget=330
+smoke=0
+prepare=0
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --checkpoint) ckpt=$2; shift 2 ;;
+    --text-cache) cache=$2; shift 2 ;;
+    --budget) budget=$2; shift 2 ;;
+    --smoke) smoke=1; shift ;;
+    --prepare) prepare=1; shift ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "error: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+py=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+if [ "$prepare" = 1 ]; then
+  # the GPU machine has no text model: embed 16 held-out synthetic captions here (MiniLM, as the checkpoint)
+  mkdir -p .gpu
+  "$py" -c "from flexivid.config import DataConfig; from flexivid.data.synthetic import SyntheticVideoDataset, \
+caption_for; ds = SyntheticVideoDataset(DataConfig(split='test', num_clips=16)); \
+print('\n'.join(caption_for(ds.attrs(i)) for i in range(16)))" > .gpu/speed_captions.txt
+  "$py" tools/build_text_cache.py --config configs/pretrain_synthetic.yaml --captions .gpu/speed_captions.txt \
+    --output "$cache"
+  exit 0
+fi
+
+out=${OUT:?set OUT to the output folder}
+mkdir -p "$out"
+if [ "$smoke" = 1 ]; then
+  "$py" tools/benchmark.py --suite speed --smoke --budget-s 1500 --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+  exit "${PIPESTATUS[0]}"
+fi
+if [ ! -f "$cache" ]; then
+  echo "error: text cache $cache not found; run scripts/gpu/speed.sh --prepare on a machine with MiniLM and carry .gpu" >&2
+  exit 2
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+  | tee "$out/device.txt"
+"$py" tools/benchmark.py --suite speed --checkpoint "$ckpt" --text-cache "$cache" --budget-s "$budget" \
+  --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,75 @@
+"""The frontier's search space: every family at every N parses, refinement stays valid, Pareto front and the
+front-line choice."""
+import pytest
+
+from flexivid.diffusion.schedules import flops_fraction, parse_schedule
+from flexivid.config import ModelConfig
+from flexivid.eval.frontier_search import (BASELINE, Candidate, baseline_for, coarse_grid, family_of, front_line,
+                                           neighbours, pareto_front, parse_label)
+
+MODES = {"full": (1, 4, 4), "coarse_time": (2, 4, 4), "coarse_space": (1, 8, 8)}
+
+
+def test_coarse_grid_covers_every_family_at_every_step_count_and_parses():
+    grid = coarse_grid(MODES)
+    fams = {(c.steps, c.family) for c in grid}
+    for n in (6, 8, 10, 12, 15, 20, 25, 30):
+        assert {f for m, f in fams if m == n} == {BASELINE, "weak_first coarse_space", "weak_first coarse_time",
+                                                   "x/y weak-to-strong coarse_space", "interleaved", "custom order"}
+    for c in grid:
+        s = parse_schedule(c.spec, c.steps, MODES)
+        assert s.steps == c.steps and s.cond[-1] == "full"  # every schedule ends on full steps
+        if c.family.startswith("x/y"):  # weak-to-strong: some steps run a full conditional with a weak guide
+            assert any(a == "full" and b != "full" for a, b in zip(s.cond, s.guide))
+
+
+def test_neighbours_are_valid_and_one_notch_away():
+    for c in (Candidate("interleaved:4:2", 12), Candidate("weak_first:coarse_space:6", 12),
+              Candidate("weak_first:coarse_space:5/2", 12), Candidate("coarse_time:4,coarse_space:4,full:4", 12),
+              Candidate("full", 12)):
+        near = neighbours(c, MODES, 30)
+        assert near and c not in near
+        for x in near:
+            parse_schedule(x.spec, x.steps, MODES)
+            assert abs(x.steps - c.steps) <= 1 and x.guidance == c.guidance
+    six = Candidate("weak_first:coarse_space:6", 12)
+    assert Candidate("weak_first:coarse_space:7", 12) in neighbours(six, MODES, 30)
+    assert all(x.steps <= 30 for x in neighbours(Candidate("full", 30), MODES, 30))
+
+
+def test_labels_round_trip_and_families():
+    for c in (Candidate("full", 10), Candidate("weak_first:coarse_space:5", 15, 3.0), Candidate("interleaved:5:2", 20)):
+        assert parse_label(c.label, 30) == c
+    assert parse_label("full", 30) == Candidate("full", 30)
+    with pytest.raises(ValueError, match="SPEC@N/cfgS"):
+        parse_label("full@ten", 30)
+    assert family_of("weak_first:coarse_time:3/1") == "x/y weak-to-strong coarse_time"
+    assert family_of("coarse_space:5,full:5") == "custom order"
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    costs = [0.2, 0.3, 0.3, 0.5, 0.6, 1.0]
+    quality = [0.5, 0.7, 0.6, 0.65, 0.8, 0.8]
+    assert pareto_front(costs, quality) == [0, 1, 4]  # 0.6@0.3 and 0.65@0.5 are beaten by 0.7@0.3; 1.0 adds nothing
+    assert pareto_front(costs, [-q for q in quality], higher_is_better=False) == [0, 1, 4]  # e.g. FVD
+    assert pareto_front(costs, quality, higher_is_better=False) == [0]
+    assert pareto_front([0.1, None, 0.2], [float("nan"), 0.9, 0.5]) == [2]
+
+
+def test_front_line_takes_budget_winners_their_baselines_and_full():
+    rows = [{"candidate": Candidate("full", n), "flops": n / 30, "quality": 0.5 + n / 100} for n in (6, 10, 30)]
+    rows += [{"candidate": Candidate("interleaved:5:2", 15), "flops": 0.24, "quality": 0.70},
+             {"candidate": Candidate("weak_first:coarse_space:5", 12), "flops": 0.33, "quality": 0.75},
+             {"candidate": Candidate("weak_first:coarse_space:4", 12), "flops": 0.35, "quality": 0.60}]
+    picked = front_line(rows, 30, max_front=4)
+    assert picked[0] == Candidate("full", 30)
+    assert Candidate("interleaved:5:2", 15) in picked and Candidate("weak_first:coarse_space:5", 12) in picked
+    assert Candidate("weak_first:coarse_space:4", 12) not in picked  # dominated
+    assert Candidate("full", 7) in picked and Candidate("full", 9) in picked  # floor(0.24*30), floor(0.33*30)
+    assert baseline_for(0.33, 30) == Candidate("full", 9) and baseline_for(10 / 30, 30).steps == 10
+
+
+def test_full_at_n_costs_n_over_reference():
+    cfg = ModelConfig(preset="tiny", in_channels=3)
+    s = parse_schedule("full", 10, MODES)
+    assert flops_fraction(s, cfg, MODES, (3, 8, 32, 32), 8) == 1.0  # per-step fraction; x N/ref in the frontier

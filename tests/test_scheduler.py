@@ -1,0 +1,57 @@
+"""Rectified-flow core: target/loss conventions and the scheduler (Euler steps + a step plan per step)."""
+import pytest
+import torch
+
+from flexivid.diffusion.flow import add_noise, flow_loss, predict_x0, sample_timesteps, shift_timesteps, velocity_target
+from flexivid.diffusion.scheduler import FlexiScheduler
+
+MODES = {"full": (1, 2, 2), "coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)}
+
+
+def test_interpolation_and_target():
+    x0, noise = torch.randn(3, 3, 2, 4, 4), torch.randn(3, 3, 2, 4, 4)
+    t = torch.tensor([0.0, 0.5, 1.0])
+    xt = add_noise(x0, noise, t)
+    assert torch.equal(xt[0], x0[0]) and torch.equal(xt[2], noise[2])
+    v = velocity_target(x0, noise)
+    assert torch.allclose(predict_x0(xt, v, t), x0, atol=1e-6)
+    assert flow_loss(v, v) == 0
+
+
+def test_timestep_sampling_ranges():
+    g = torch.Generator().manual_seed(0)
+    for m in ("logit_normal", "uniform"):
+        t = sample_timesteps(10000, m, generator=g)
+        assert 0 < t.min() and t.max() < 1 and abs(t.mean() - 0.5) < 0.02
+    assert (shift_timesteps(torch.tensor([0.5]), 3.0) > 0.5).all()
+
+
+def test_euler_scheduler_exact_for_constant_velocity():
+    """With the true velocity of a straight path, Euler lands exactly on x0 from pure noise."""
+    x0, noise = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4)
+    s = FlexiScheduler(MODES, shift=2.0)
+    s.set_timesteps(7)
+    assert len(s.timesteps) == 7 and s.sigmas[0] == 1 and s.sigmas[-1] == 0
+    x = noise
+    for t, plan in s:
+        assert plan.kind == "cfg" and plan.cond_mode == "full"
+        x = s.step(noise - x0, t, x)
+    assert torch.allclose(x, x0, atol=1e-5) and s.step_index == 7
+
+
+def test_scheduler_owns_the_step_plans_and_its_index():
+    s = FlexiScheduler(MODES, guided=True)
+    s.set_timesteps(4, "weak_first:coarse_space:3/1")  # cond full from step 1, guide full from step 3
+    assert [p.kind for _, p in s] == ["cfg", "weak_to_strong", "weak_to_strong", "cfg"]
+    assert [p.guide_mode for _, p in s] == ["coarse_space", "coarse_space", "coarse_space", "full"]
+    off = FlexiScheduler(MODES, guided=False)
+    off.set_timesteps(2, "coarse_time:1,full:1")
+    assert [(p.kind, p.cond_mode) for _, p in off] == [("cond_only", "coarse_time"), ("cond_only", "full")]
+    x, v = torch.zeros(1, 3, 1, 2, 2), torch.ones(1, 3, 1, 2, 2)
+    t0, t1 = off.timesteps
+    assert torch.equal(off.step(v, t0, x), x - 0.5) and off.step_index == 1  # its own index: dt = 0.5 - 1
+    assert torch.equal(off.step(v, t1, x - 0.5), x - 1.0) and off.step_index == 2
+    with pytest.raises(ValueError, match="set_timesteps"):
+        off.step(v, t1, x)
+    with pytest.raises(ValueError, match="schedule has 2 steps but steps=3"):
+        off.set_timesteps(3, s.schedule.__class__(("full",) * 2, ("full",) * 2))
