@@ -45,6 +45,10 @@ class ModelConfig:
     qk_norm: bool = True
     attention_backend: str = "auto"  # auto | xformers | sdpa
     rope_theta: float = 10000.0
+    # Absolute position added to the tokens (fixed sin-cos of the base-grid coordinates of each token, so weak modes
+    # get their patch centres): "none" (RoPE only: attention sees relative offsets, a token cannot tell which frame
+    # it is in), "t" (frame index), "thw" (frame, row and column).
+    abs_pos: str = "none"
 
 
 @dataclass
@@ -141,6 +145,7 @@ _CHOICES = {
     "stage": ("pretrain", "distill"),
     "model.projection": ("paper", "pinv"),
     "model.attention_backend": ("auto", "xformers", "sdpa"),
+    "model.abs_pos": ("none", "t", "thw"),
     "data.name": ("synthetic", "video_folder", "latents"),
     "distill.diffusers_class": ("WanTransformer3DModel",),
     "data.split": ("train", "test"),

@@ -99,6 +99,15 @@ def test_init_from_continues_from_an_export(two_rank_run, tmp_path):
     scratch = FlexiVideoDiT(config_from_dict({"model": tiny_pretrain_config(tmp, cache)["model"]}).model).state_dict()
     assert max((scratch[k] - after[k]).abs().max().item() for k in after) > 1e-2
 
+    # Adding absolute positions is allowed: the zero-initialised projection is the only new weight.
+    pos = tiny_pretrain_config(tmp_path / "pos", cache, steps=1, lr=1e-12, init_from=str(src))
+    pos["model"]["abs_pos"] = "thw"
+    proc = run_train(write_config(tmp_path / "pos.yaml", pos))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with_pos = load_file(tmp_path / "pos" / "export" / "model.safetensors")
+    assert set(with_pos) - set(before) == {"pos_embed.weight", "pos_embed.bias"}
+    assert all(torch.allclose(before[k], with_pos[k], atol=1e-6) for k in before)
+
     bad = tiny_pretrain_config(tmp_path / "bad", cache, steps=1, init_from=str(src))
     bad["model"] = {"hidden_size": 32, "depth": 1, "num_heads": 2, "text_dim": 32, "patch_size": [1, 2, 2]}
     proc = run_train(write_config(tmp_path / "bad.yaml", bad))

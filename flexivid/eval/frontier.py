@@ -29,7 +29,7 @@ from ..config import DataConfig
 from ..data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for, plan_path, render_clip
 from ..diffusion.schedules import flops_fraction, parse_schedule
 from ..pipeline import VideoPipeline
-from .fidelity import measure_attributes
+from .fidelity import measure_clip
 from .frames import psnr, ssim
 from .frontier_search import (STEP_GRID, Candidate, coarse_grid, front_line, neighbours, pareto_front, parse_label)
 from .stats import mean_ci, paired_diff_ci
@@ -87,13 +87,17 @@ class Measured:
 
 def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[dict], threads: int) -> dict:
     """Per clip: each attribute's hit (1/0, NaN when the prompt does not ask for it), their mean (``fidelity``),
-    PSNR and SSIM against ``reference``."""
+    the temporal coherence (``jump``: 1/0, ``straightness``; ``fidelity.measure_clip``), PSNR and SSIM against
+    ``reference``."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        got = list(pool.map(measure_attributes, videos))
+        measured = list(pool.map(measure_clip, videos))
+    got = [m[0] for m in measured]
     out = {k: np.array([float(g[k] == w[k]) if w.get(k) is not None else np.nan for g, w in zip(got, wanted)])
            for k in ATTRIBUTES}
     with np.errstate(invalid="ignore"):
         out["fidelity"] = np.nanmean(np.stack([out[k] for k in ATTRIBUTES]), axis=0)
+    out["jump"] = np.array([0.0 if m[1]["jump"] is False else 1.0 for m in measured])  # untrackable counts as a jump
+    out["straightness"] = np.array([m[1]["straightness"] or 0.0 for m in measured])
     out["psnr"], out["ssim"] = psnr(videos, reference).numpy(), ssim(videos, reference).numpy()
     return out
 

@@ -87,7 +87,7 @@ def markdown(report: dict) -> str:
     if report.get("truncated"):
         lines += ["**Cut by the time limit:** " + "; ".join(report["truncated"]) + ".", ""]
     lines += ["## Headline", ""] + headline_table(report)
-    metrics = [q] + [k for k in ("fidelity", *ATTRIBUTES, "psnr", "ssim") if k != q]
+    metrics = [q] + [k for k in ("fidelity", *ATTRIBUTES, "jump", "straightness", "psnr", "ssim") if k != q]
     head = ["schedule", "family", "FLOPs %"] + [f"{k}" for k in metrics[:1]] + [f"Δ{k} vs {ref}" for k in metrics]
     body = []
     for r in rows:

@@ -23,7 +23,7 @@ from ..presets import apply_preset
 from .attention import Segments, attention, packed_attention, resolve_backend
 from .modes import FULL, ModeAdapters, ModeSpec
 from .patching import FlexiDeEmbed, FlexiPatchEmbed, check_divisible
-from .positions import apply_rope, rope_tables
+from .positions import abs_pos_table, apply_rope, rope_tables
 
 # The linears of each block that a weak mode's LoRA adapts: self-attention and MLP (cross-attention stays shared).
 LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
@@ -140,6 +140,9 @@ class FlexiVideoDiT(nn.Module):
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.text_proj = Mlp(cfg.text_dim, d, d)
         self.null_text = nn.Parameter(torch.randn(1, cfg.text_dim) * 0.02)
+        # Absolute position: a learned, zero-initialised projection of fixed sin-cos features (positions.abs_pos_table),
+        # so a model trained without it continues training from exactly its old function.
+        self.pos_embed = nn.Linear(cfg.hidden_size, cfg.hidden_size) if cfg.abs_pos != "none" else None
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth))
         self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
@@ -164,6 +167,8 @@ class FlexiVideoDiT(nn.Module):
         for blk in self.blocks:  # cross-attention starts silent (PixArt)
             nn.init.zeros_(blk.cross_attn.proj.weight)
         nn.init.zeros_(self.deembed.linear["full"].weight)
+        if self.pos_embed is not None:
+            nn.init.zeros_(self.pos_embed.weight)
 
     # ----------------------------------------------------------------------------------------------- modes
     @property
@@ -251,6 +256,9 @@ class FlexiVideoDiT(nn.Module):
         if mode in self.mode_embed:
             tokens = tokens + self.mode_embed[mode].to(tokens.dtype)
         scale = tuple(p // bp for p, bp in zip(patch, self.config.patch_size))
+        if self.pos_embed is not None:  # which frame (and where) each token is: (N, D), the same for every sample
+            table = abs_pos_table(tuple(grid), scale, self.config.hidden_size, self.config.abs_pos, str(x.device))
+            tokens = tokens + self.pos_embed(table.to(tokens.dtype))
         cos, sin = rope_tables(tuple(grid), scale, self.config.hidden_size // self.config.num_heads,
                                self.config.rope_theta, str(x.device))
         temb = self.t_embedder(timestep_embedding(t, 256).to(tokens.dtype))

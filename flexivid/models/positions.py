@@ -64,3 +64,30 @@ def rope_tables(grid: tuple[int, int, int], scale: tuple[int, int, int], head_di
     """
     with torch.inference_mode(False), torch.no_grad():
         return rope_angles(token_coordinates(grid, scale, torch.device(device)), head_dim, theta)
+
+
+def sincos_embedding(pos: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer/DiT sin-cos features of positions ``(N,)`` -> ``(N, dim)`` float32, ``[sin | cos]``."""
+    half = dim // 2
+    freqs = max_period ** (-torch.arange(half, device=pos.device, dtype=torch.float32) / half)
+    ang = pos.float()[:, None] * freqs
+    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def abs_pos_table(grid: tuple[int, int, int], scale: tuple[int, int, int], dim: int, axes: str,
+                  device: str) -> torch.Tensor:
+    """Fixed absolute position embedding ``(N, dim)`` of a token grid at base-grid coordinates (patch centres).
+
+    ``axes="t"``: every channel encodes the frame coordinate; ``"thw"``: channels split over (t, h, w) as
+    ``axis_dims``. RoPE alone makes attention depend on relative offsets only; this tells each token where it is.
+    """
+    if dim % 2:
+        raise ValueError(f"absolute position embedding needs an even hidden size, got {dim}")
+    with torch.inference_mode(False), torch.no_grad():
+        coords = token_coordinates(grid, scale, torch.device(device))
+        if axes == "t":
+            return sincos_embedding(coords[:, 0], dim)
+        if axes == "thw":
+            return torch.cat([sincos_embedding(coords[:, a], d) for a, d in enumerate(axis_dims(dim))], dim=-1)
+        raise ValueError(f"unknown absolute position axes {axes!r}; allowed: none, t, thw")

@@ -171,7 +171,12 @@ class Trainer:
             if cfg.train.init_from:  # continued pretraining; preflight checked the architecture
                 from ..models.serialization import load_model
 
-                model.load_state_dict(load_model(cfg.train.init_from, modes=[]).state_dict())
+                missing, unexpected = model.load_state_dict(load_model(cfg.train.init_from, modes=[]).state_dict(),
+                                                            strict=False)
+                # only the zero-initialised absolute-position projection may be new (model.abs_pos added)
+                if unexpected or any(not k.startswith("pos_embed.") for k in missing):
+                    raise RuntimeError(f"train.init_from {cfg.train.init_from} does not match the model: missing "
+                                       f"{missing[:3]}, unexpected {unexpected[:3]}")
             return model
         from ..models.modes import flexify, lora_specs
         from ..models.serialization import load_model

@@ -70,6 +70,8 @@ def _check_init_from(cfg: Config, where: str) -> None:
     want = apply_preset(cfg.model)
     keys = ("in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio", "text_dim", "patch_size", "qk_norm")
     diff = [f"{k} {getattr(saved, k)} vs {getattr(want, k)}" for k in keys if getattr(saved, k) != getattr(want, k)]
+    if saved.abs_pos not in ("none", want.abs_pos):  # none -> t/thw adds a zero-initialised projection: allowed
+        diff.append(f"abs_pos {saved.abs_pos} vs {want.abs_pos}")
     if diff:
         raise ConfigError(f"config error: train.init_from {src} has another architecture than model in {where}: "
                           f"{'; '.join(diff)} (checkpoint vs config)")
