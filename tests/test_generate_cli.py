@@ -107,7 +107,7 @@ def test_compute_picks_the_best_measured_schedule_from_the_table(checkpoint, tmp
     assert (side["schedule"], side["steps"], side["guidance_scale"]) == ("interleaved:1:1", 3, 3.0)
     assert "calibration table, best measured fidelity" in capsys.readouterr().out
     # by measured time the same budget excludes it (0.9 of full's time) and the cheaper full@1 is taken
-    assert generate(mine, out, "--compute", "0.5", "--optimize", "latency") == 0
+    assert generate(mine, out, "--compute", "0.5", "--optimize", "latency", "--overwrite") == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert (side["schedule"], side["steps"]) == ("full", 1)
 
@@ -136,7 +136,7 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
     (["--num-frames", "3", "--schedule", "interleaved:1:1"], "num_frames=3 is not divisible by 2"),
     (["--height", "18", "--schedule", "coarse_space:1,full:2"], "height=18 is not divisible by 4"),
     (["--compute", "0.01"], "below one full step of 3"),
-    (["--compute", "1.5"], "fraction of full in (0, 1]"),
+    (["--compute", "1.5"], "--compute must be > 0 and <= 1"),
     (["--schedule", "full", "--optimize", "latency"], "--optimize applies to --compute only"),
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),

@@ -92,13 +92,15 @@ def _check_stage(cfg: Config, where: str) -> None:
         raise ConfigError(f"config error: distill.base_checkpoint is not set in {where} (the export directory of a "
                           f"pretraining run, e.g. runs/pretrain/export; or distill.diffusers_class and "
                           f"diffusers_path for a diffusers model)")
-    base = Path(d.base_checkpoint or "")
-    if not d.diffusers_class and (not (base / "config.json").is_file() or not (base / "model.safetensors").is_file()):
-        raise FileNotFoundError(f"distill.base_checkpoint not found: {base} (expected an exported model directory with "
-                                f"config.json and model.safetensors, as tools/train.py writes in <out_dir>/export)")
-    from ..models.serialization import check_export  # lazily: imports the model code
+    else:
+        base = Path(d.base_checkpoint)
+        if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
+            raise FileNotFoundError(f"distill.base_checkpoint not found: {base} (expected an exported model directory "
+                                    f"with config.json and model.safetensors, as tools/train.py writes in "
+                                    f"<out_dir>/export)")
+        from ..models.serialization import check_export  # lazily: imports the model code
 
-    check_export(base)  # a truncated or mismatched file fails here, not after DeepSpeed started
+        check_export(base)  # a truncated or mismatched file fails here, not after DeepSpeed started
     if not d.modes:
         raise ConfigError(f"config error: distill.modes is empty in {where} "
                           f"(e.g. coarse_time: [2, 2, 2] and coarse_space: [1, 4, 4])")
