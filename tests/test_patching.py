@@ -1,5 +1,4 @@
 """PI-resize projections: each form against its own invariant, in float64."""
-import itertools
 
 import pytest
 import torch

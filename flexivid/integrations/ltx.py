@@ -22,6 +22,7 @@ from torch import nn
 
 from ..models.modes import FULL, ModeAdapters, ModeSpec, flexify
 from ..models.patching import project_deembed, project_embed_kernel
+from .host import FlexiHost
 from .layout import Patch, layout_coordinates, segment_patch, segment_sizes, temporal_layout
 
 LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2")
@@ -42,7 +43,7 @@ def unpack(tokens: torch.Tensor, thw: tuple[int, int, int], patch: Patch) -> tor
     return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(tokens.shape[0], -1, t, h, w)
 
 
-class FlexiLTXTransformer(nn.Module):
+class FlexiLTXTransformer(FlexiHost):
     """An ``LTXVideoTransformer3DModel`` with weak patch modes; see the module docstring."""
 
     def __init__(self, transformer: nn.Module, modes: dict | None = None, projection: str = "paper"):
@@ -57,22 +58,6 @@ class FlexiLTXTransformer(nn.Module):
                                           targets=LORA_TARGETS, mode_params=self._mode_layers)
         if modes:
             flexify(self, modes)
-
-    @property
-    def config(self):
-        return self.transformer.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
-
-    @property
-    def modes(self) -> dict[str, Patch]:
-        return {FULL: self.base, **{m: s.patch for m, s in self.specs.items()}}
 
     def add_mode(self, name: str, spec: ModeSpec) -> None:
         """Add a weak mode: linear embed / de-embed projected from LTX's, zero mode embedding, and its adapter."""
@@ -99,10 +84,6 @@ class FlexiLTXTransformer(nn.Module):
         self.mode_embed[name] = nn.Parameter(torch.zeros(lin_in.out_features, device=lin_in.weight.device,
                                                          dtype=lin_in.weight.dtype))
         self.mode_adapters.add(name, spec)
-
-    def _mode_layers(self, mode: str) -> dict[str, nn.Parameter]:
-        return {n: p for n, p in self.named_parameters()
-                if n == f"mode_embed.{mode}" or n.startswith((f"embed.{mode}.", f"deembed.{mode}."))}
 
     def forward(self, hidden_states, encoder_hidden_states, timestep, encoder_attention_mask, num_frames: int,
                 height: int, width: int, rope_interpolation_scale=None, video_coords=None, attention_kwargs=None,

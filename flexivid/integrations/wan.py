@@ -34,6 +34,7 @@ from torch import nn
 from ..diffusion.schedules import PatchSchedule, parse_schedule
 from ..models.modes import FULL, ModeAdapters, ModeSpec, flexify
 from ..models.patching import project_deembed, project_embed_kernel
+from .host import FlexiHost
 from .layout import Layout, Patch, layout_coordinates, num_tokens, segment_patch, segment_sizes, temporal_layout
 
 # Self-attention and FFN linears of every block (flexivid's DiT adapts the same set).
@@ -60,7 +61,7 @@ def wan_rope(layout: Layout, patch: Patch, base: Patch, hw: tuple[int, int], hea
         return (ang.cos().float()[None, :, None].to(device), ang.sin().float()[None, :, None].to(device))
 
 
-class FlexiWanTransformer(nn.Module):
+class FlexiWanTransformer(FlexiHost):
     """A ``WanTransformer3DModel`` with weak patch modes; see the module docstring.
 
     Args:
@@ -89,22 +90,6 @@ class FlexiWanTransformer(nn.Module):
             flexify(self, modes)
 
     # ------------------------------------------------------------------------------------------ diffusers API
-    @property
-    def config(self):
-        return self.transformer.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
-
-    @property
-    def modes(self) -> dict[str, Patch]:
-        return {FULL: self.base, **{m: s.patch for m, s in self.specs.items()}}
-
     @contextlib.contextmanager
     def cache_context(self, name: str, **kwargs):
         """Entered by diffusers pipelines around each call: remembers the branch and step for the schedule."""
@@ -145,11 +130,6 @@ class FlexiWanTransformer(nn.Module):
         self.mode_embed[name] = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device,
                                                          dtype=conv.weight.dtype))
         self.mode_adapters.add(name, spec)
-
-    def _mode_layers(self, mode: str) -> dict[str, nn.Parameter]:
-        """This wrapper's own parameters of ``mode``: embeddings, de-embeddings and mode embedding."""
-        return {n: p for n, p in self.named_parameters()
-                if n == f"mode_embed.{mode}" or n.startswith((f"embed.{mode}.", f"deembed.{mode}."))}
 
     def mode_parameters(self, mode: str) -> dict[str, nn.Parameter]:
         """Parameters owned by one weak mode: its LoRA and its own layers (``ModeAdapters.parameters_of``)."""
