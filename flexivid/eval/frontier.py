@@ -224,15 +224,17 @@ class Frontier:
     def time_rows(self, rows: list[Measured]) -> None:
         """Seconds per video at each batch size, eager and/or compiled: every repeat visits every row once
         (round-robin), so drift in clocks or temperature lands on all rows alike; the median is kept."""
+        from ..compile_cache import compile_pipeline
+
         s = self.s
         compiled_settings = {"off": [False], "on": [True], "both": [False, True]}[s.compile]
         for compiled in compiled_settings:
             if compiled:
                 torch._dynamo.config.cache_size_limit = 256  # one graph per (mode, batch) shape
             for bs in s.batch_sizes:
-                if compiled:
+                if compiled:  # as generate_video --compile on runs it: regional blocks, compiled captured steps
                     torch._dynamo.reset()
-                    self.pipe.model.compile_blocks(mode="reduce-overhead" if bs == 1 and self.cuda else None)
+                    compile_pipeline(self.pipe)
                 key = f"b{bs}_{'compiled' if compiled else 'eager'}"
                 prompts = [self.captions[i % len(self.captions)] for i in range(bs)]
                 calls = {}
