@@ -100,6 +100,11 @@ class TrainConfig:
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     timestep_sampling: str = "logit_normal"  # logit_normal | uniform
+    # SD3's timestep options: the logit-normal's mean m and std s (logit_normal only), and the shift
+    # t' = s t / (1 + (s - 1) t) applied to every draw (1: off; > 1 trains more at high noise)
+    timestep_loc: float = 0.0
+    timestep_scale: float = 1.0
+    timestep_shift: float = 1.0
     log_every: int = 10
     ckpt_every: int = 500
     keep_checkpoints: int = 3  # DeepSpeed checkpoints kept under <out_dir>/ckpt (oldest deleted first)

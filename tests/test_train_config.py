@@ -79,7 +79,8 @@ def test_unknown_key_exits_2_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["batch_mismatch", "missing_data", "missing_cache", "missing_base", "run_exists",
-                                  "nothing_to_resume"])
+                                  "nothing_to_resume", "timestep_scale", "timestep_shift", "timestep_loc_uniform",
+                                  "timestep_shift_type"])
 def test_config_errors_exit_2_with_one_line(case, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     raw = tiny_pretrain_config(tmp_path / "out", tmp_path / "cache.safetensors")
@@ -101,7 +102,19 @@ def test_config_errors_exit_2_with_one_line(case, tmp_path, capsys, monkeypatch)
         (tmp_path / "out" / "ckpt").mkdir(parents=True)
         (tmp_path / "out" / "ckpt" / "latest").write_text("step0000005\n")
         expect = ["already holds a run", "--resume"]
-    else:
+    elif case == "timestep_scale":
+        raw["train"]["timestep_scale"] = 0
+        expect = ["'train.timestep_scale' must be > 0", "got 0", "run.yaml"]
+    elif case == "timestep_shift":
+        raw["train"]["timestep_shift"] = -3
+        expect = ["'train.timestep_shift' must be > 0", "got -3", "run.yaml"]
+    elif case == "timestep_loc_uniform":
+        raw["train"].update(timestep_sampling="uniform", timestep_loc=0.5)
+        expect = ["timestep_loc / timestep_scale", "'uniform'", "logit_normal", "run.yaml"]
+    elif case == "timestep_shift_type":
+        raw["train"]["timestep_shift"] = "high"
+        expect = ["'train.timestep_shift' must be float", "'high'"]
+    elif case == "nothing_to_resume":
         expect = ["nothing to resume"]
     cfg = write_config(tmp_path / "run.yaml", raw)
     assert _cli().main(["--config", str(cfg), *(["--resume"] if case == "nothing_to_resume" else [])]) == 2

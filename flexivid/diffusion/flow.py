@@ -16,10 +16,12 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def sample_timesteps(n: int, method: str = "logit_normal", device=None, generator: torch.Generator | None = None,
-                     mean: float = 0.0, std: float = 1.0, shift: float = 1.0) -> torch.Tensor:
-    """Training timesteps ``(n,)`` in (0, 1): ``logit_normal`` (SD3; sigmoid of N(mean, std)) or ``uniform``."""
+                     loc: float = 0.0, scale: float = 1.0, shift: float = 1.0) -> torch.Tensor:
+    """Training timesteps ``(n,)`` in [0, 1]: ``logit_normal`` (SD3: sigmoid of N(loc, scale^2)) or ``uniform``,
+    then SD3's ``shift_timesteps`` (``shift = 1``: off). The defaults draw exactly what they drew before the
+    options existed (``0 + 1 * z`` is ``z`` in floating point)."""
     if method == "logit_normal":
-        t = torch.sigmoid(mean + std * torch.randn(n, generator=generator, device=device))
+        t = torch.sigmoid(loc + scale * torch.randn(n, generator=generator, device=device))
     elif method == "uniform":
         t = torch.rand(n, generator=generator, device=device)
     else:

@@ -140,7 +140,8 @@ class Trainer:
         self.mode_weights = _mode_weights(cfg)
         objective = DiffusionObjective(
             self.model, "distill" if cfg.stage == "distill" and not cfg.distill.shared_weights else "flow",
-            cfg.train.timestep_sampling, cfg.train.caption_dropout, self.dtype)
+            cfg.train.timestep_sampling, cfg.train.caption_dropout, self.dtype, timestep_loc=cfg.train.timestep_loc,
+            timestep_scale=cfg.train.timestep_scale, timestep_shift=cfg.train.timestep_shift)
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=list(self.trainable.values()),
                                                     config=ds_config)

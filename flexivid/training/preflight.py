@@ -30,6 +30,8 @@ def _check_ranges(cfg: Config, where: str) -> None:
               ("train.ckpt_every", t.ckpt_every >= 1, ">= 1"),
               ("train.keep_checkpoints", t.keep_checkpoints >= 1, ">= 1"),
               ("train.warmup_steps", t.warmup_steps >= 0, ">= 0"),
+              ("train.timestep_scale", t.timestep_scale > 0, "> 0"),
+              ("train.timestep_shift", t.timestep_shift > 0, "> 0 (1: no shift)"),
               ("data.num_frames", d.num_frames >= 1, ">= 1"),
               ("data.height", d.height >= 1, ">= 1"),
               ("data.width", d.width >= 1, ">= 1"),
@@ -49,6 +51,10 @@ def _check_ranges(cfg: Config, where: str) -> None:
             section, name = key.split(".")
             raise ConfigError(f"config error: '{key}' must be {rule}, got {getattr(getattr(cfg, section), name)} "
                               f"in {where}")
+    if t.timestep_sampling != "logit_normal" and (t.timestep_loc, t.timestep_scale) != (0.0, 1.0):
+        raise ConfigError(f"config error: train.timestep_loc / timestep_scale shape the logit-normal only, but "
+                          f"train.timestep_sampling is {t.timestep_sampling!r} in {where}; set timestep_sampling: "
+                          f"logit_normal or remove them")
     if m.preset is None and m.hidden_size % m.num_heads:
         raise ConfigError(f"config error: model.hidden_size {m.hidden_size} must be divisible by model.num_heads "
                           f"{m.num_heads} in {where}")
