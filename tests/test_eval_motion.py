@@ -1,4 +1,5 @@
 """tools/eval_motion.py: prompts from the test split, intervals per attribute and coherence, targets checked."""
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,31 @@ def test_summary_intervals_and_targets():
     assert res["targets"]["met"] == {"direction": False, "speed": True, "colour": True, "shape": True, "size": True,
                                      "background": True, "jump_rate": True}
     assert set(res["by_value"]["direction"]) <= {"left", "right", "up", "down"}
+
+
+def test_markdown_table_marks_missed_targets_and_paired_rows(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n, s = 30, 2
+    prompts = [p for p in eval_motion.test_prompts(n) for _ in range(s)]
+    scores = {k: np.ones(n * s) for k in eval_motion.METRICS}
+    scores.update(jump=np.zeros(n * s), lost=np.zeros(n * s), wanted=[parse_caption(p) for p in prompts])
+    good = {"checkpoint": "good", "num_prompts": n, "seeds": s, **eval_motion.summarize(scores, n, s),
+            "clips": {k: list(scores[k]) for k in eval_motion.METRICS}}
+    scores["direction"] = (rng.random(n * s) < 0.3).astype(float)
+    bad = {"checkpoint": "bad", "num_prompts": n, "seeds": s, **eval_motion.summarize(scores, n, s),
+           "comparison": eval_motion.compare(scores, n, s, good)}
+    lines = eval_motion.markdown_table([good, bad]).splitlines()
+    assert len(lines) == 5 and all(line.count("|") == lines[0].count("|") for line in lines)
+    assert lines[2].endswith("| all met |") and "**" not in lines[2] and "1.000 [1.000, 1.000]" in lines[2]
+    direction = lines[0].split(" | ").index("direction")
+    assert lines[3].split(" | ")[direction].startswith("**") and lines[3].endswith("| missed: direction |")
+    assert lines[4].startswith("| minus good (paired) | 30 x 1 |")
+    assert lines[4].split(" | ")[direction].startswith("-0.")  # bad minus good in direction
+    path = tmp_path / "eval_motion.json"
+    path.write_text(json.dumps(bad))
+    assert eval_motion.main(["--table", str(path)]) == 0 and "missed: direction" in capsys.readouterr().out
+    assert eval_motion.main(["--table", str(tmp_path / "absent.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: --table")
 
 
 def test_bad_counts_are_one_line_errors(capsys):

@@ -11,6 +11,7 @@ Every clip is scored by ``flexivid.eval.fidelity`` (each attribute, the jump rat
 together). Writes ``<output>/eval_motion.json`` (intervals, per-value accuracies, the targets and whether each is met)
 and ``<output>/samples.gif`` (first 8 clips). ``--compare-to OTHER/eval_motion.json`` adds the paired
 difference (this model minus the other, seed index 0 of the same prompts, ``stats.paired_diff_ci``) per metric.
+``--table RUN/eval_motion.json ...`` prints saved results as a markdown table (docs, model card) and generates nothing.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flexivid.config import DataConfig  # noqa: E402
 from flexivid.data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for  # noqa: E402
 from flexivid.eval.fidelity import by_value, clip_scores  # noqa: E402
-from flexivid.eval.stats import mean_ci, paired_diff_ci  # noqa: E402
+from flexivid.eval.stats import Interval, mean_ci, paired_diff_ci  # noqa: E402
 from flexivid.fileio import atomic_write  # noqa: E402
 
 # Issue targets: attribute accuracy floors and the largest jump rate.
@@ -85,10 +86,30 @@ def compare(scores: dict, num_prompts: int, seeds: int, other: dict) -> dict:
     return {"other": other["checkpoint"], "prompts": n, "seed_index": 0, "diff": out}
 
 
+def markdown_table(results: list[dict]) -> str:
+    """A markdown table of ``eval_motion.json`` results for docs/results.md and the model card: every figure with its
+    95% interval, in bold where it misses its target; a row per paired comparison a result carries."""
+    cols = [*ATTRIBUTES, "jump rate", "straightness"]
+    lines = ["| checkpoint | prompts x seeds | " + " | ".join(cols) + " | targets |", "|---" * (len(cols) + 3) + "|"]
+    for r in results:
+        met = r["targets"]["met"]
+        figures = [(r["attributes"][a], met[a]) for a in ATTRIBUTES]
+        figures += [(r["coherence"]["jump_rate"], met["jump_rate"]), (r["coherence"]["straightness"], True)]
+        cells = [Interval(**d).format() if ok else f"**{Interval(**d).format()}**" for d, ok in figures]
+        missed = [k for k, ok in met.items() if not ok]
+        verdict = "all met" if not missed else "missed: " + ", ".join(missed)
+        lines.append(f"| {r['checkpoint']} | {r['num_prompts']} x {r['seeds']} | {' | '.join(cells)} | {verdict} |")
+        if "comparison" in r:
+            c = r["comparison"]
+            diffs = [Interval(**c["diff"][k]).format() for k in (*ATTRIBUTES, "jump", "straightness")]
+            lines.append(f"| minus {c['other']} (paired) | {c['prompts']} x 1 | {' | '.join(diffs)} | |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
-    ap.add_argument("--output", required=True, help="folder for eval_motion.json and samples.gif")
+    ap.add_argument("--output", default=None, help="folder for eval_motion.json and samples.gif")
     ap.add_argument("--num-prompts", type=int, default=256)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
@@ -99,7 +120,18 @@ def main(argv=None) -> int:
     ap.add_argument("--text-cache", default=None, help="safetensors text cache (machines without MiniLM)")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--compare-to", default=None, help="another run's eval_motion.json: paired differences")
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="print these eval_motion.json results as a markdown table (no generation)")
     a = ap.parse_args(argv)
+    if a.table:
+        missing = [p for p in a.table if not Path(p).is_file()]
+        if missing:
+            print(f"error: --table {missing[0]} not found (an eval_motion.json)", file=sys.stderr)
+            return 2
+        print(markdown_table([json.loads(Path(p).read_text()) for p in a.table]))
+        return 0
+    if not a.output:
+        ap.error("the following arguments are required: --output (or --table JSON ...)")
     for name in ("num_prompts", "seeds", "steps", "batch_size"):
         if getattr(a, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}", file=sys.stderr)

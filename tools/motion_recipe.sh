@@ -132,6 +132,10 @@ evaluate() {  # evaluate NAME CHECKPOINT ARGS...: tools/eval_motion.py into $w/e
   { echo "== eval_motion $name ($ck)"; cat "$w/logs/eval_motion_$name.txt"; } | summary
   pack
 }
+table() {  # table NAME...: the evaluated runs as a markdown table (docs, model card) in the summary
+  local f=() n; for n in "$@"; do [ -f "$w/eval/$n/eval_motion.json" ] && f+=("$w/eval/$n/eval_motion.json"); done
+  [ ${#f[@]} -eq 0 ] || "$py" tools/eval_motion.py --table "${f[@]}" | summary
+}
 
 if [ -z "$distill" ]; then
   t0=$SECONDS  # A and B side by side on the one GPU, under the same wall-clock cap
@@ -158,13 +162,14 @@ if [ -z "$distill" ]; then
   evaluate B "$w/release_B/flexivid-small" "${prompts1[@]}"
   paired=(); [ -f "$w/eval/B/eval_motion.json" ] && paired=(--compare-to "$w/eval/B/eval_motion.json")
   evaluate A "$w/release_A/flexivid-small" "${prompts1[@]}" "${paired[@]}"
+  table B A
   # HOOK, direction discrimination per t (a diffusion classifier): not part of the recipe until such a tool exists
   # in the repo; DIRCLS names its command, which must take --checkpoint DIR --output FILE.
   if [ -n "${DIRCLS:-}" ]; then
     for arm in B A; do
       [ "$(left)" -gt 30 ] || { echo "direction probe $arm: skipped, $(left) s left" | summary; continue; }
       timeout -k 10 "$(( $(left) - 20 ))" $DIRCLS --checkpoint "$w/release_$arm/flexivid-small" \
-        --output "$w/eval/$arm/direction_probe.json" > "$w/logs/direction_probe_$arm.txt" 2>&1 \
+        --output "$w/eval/$arm/direction_probe.jsonl" > "$w/logs/direction_probe_$arm.txt" 2>&1 \
         || echo "direction probe $arm: exit $? (see logs/direction_probe_$arm.txt)" | summary
       tail -n 20 "$w/logs/direction_probe_$arm.txt" | summary
     done
@@ -190,6 +195,7 @@ else
     --num-clips "$modes_clips" --text-cache "$cache" --output "$w/eval/release/eval_modes.json" \
     > "$w/logs/eval_modes.txt" 2>&1 & modes_pid=$!
   evaluate release "$w/release/flexivid-small" "${prompts3[@]}"
+  table release
   wait "$modes_pid" || echo "eval_modes: exit $? (see logs/eval_modes.txt)" | summary
   { echo "== eval_modes"; cat "$w/logs/eval_modes.txt"; } | summary
 fi
