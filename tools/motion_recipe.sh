@@ -145,18 +145,20 @@ if [ -z "$distill" ]; then
   rc_b=0; wait $pid_b || rc_b=$?
   echo "pretrain A (abs_pos thw): exit $rc_a; B (abs_pos none): exit $rc_b; $((SECONDS - t0)) s" \
     "(124: stopped at PRETRAIN_S=${PRETRAIN_S:-400}; the last export, every ckpt_every steps, counts)" | summary
+  declare -A steps
   for arm in A B; do
     run=$w/pretrain_$arm
     cp "$run/log.jsonl" "$w/logs/pretrain_${arm}_log.jsonl" 2>/dev/null || true
     [ -f "$run/export/model.safetensors" ] || { tail -n 5 "$w/logs/pretrain_$arm.log"; pack
       echo "error: pretrain_$arm left no export (see logs/pretrain_$arm.log)" | summary; exit 1; }
-    echo "arm $arm: export at step $(export_step "$run/export"); last log: $(grep -h '"event": "train"' \
-      "$run/log.jsonl" | tail -n 1)" | summary
+    steps[$arm]=$(export_step "$run/export")
+    echo "arm $arm: export at step ${steps[$arm]}; last log: $(grep -h '"event": "train"' "$run/log.jsonl" \
+      | tail -n 1)" | summary
     "$py" tools/export_release.py --checkpoint "$run/export" --output "$w/release_$arm/flexivid-small" \
       > "$w/logs/release_$arm.txt"
     ship "base_$arm" "$w/release_$arm/flexivid-small"
   done
-  [ "$(export_step "$w/pretrain_A/export")" = "$(export_step "$w/pretrain_B/export")" ] \
+  [ "${steps[A]}" = "${steps[B]}" ] \
     || echo "WARNING: A and B exported at different steps: the A - B comparison is not at equal steps" | summary
   pack
   evaluate B "$w/release_B/flexivid-small" "${prompts1[@]}"
