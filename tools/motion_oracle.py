@@ -43,13 +43,22 @@ T_GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 TEXT_CACHE = "runs/text_cache/minilm_synthetic.safetensors"
 CLIP = (16, 64, 64)  # (frames, height, width) of the shipped model and of the dataset's default
 
-# The attributes each oracle variant is told; the others are marginalised uniformly.
-KNOWS = {"full": ("direction", "speed"), "no_direction": ("speed",), "no_speed": ("direction",), "neither": ()}
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+# What each oracle variant is told, as MotionOracle arguments for a clip's attrs; the rest is marginalised uniformly.
+VARIANTS = {
+    "full": lambda a: {},
+    "no_direction": lambda a: {"directions": DIRECTIONS},
+    "no_speed": lambda a: {"speeds": SPEEDS},
+    "neither": lambda a: {"directions": DIRECTIONS, "speeds": SPEEDS},
+    # the direction up to its reverse: what a predictor equivariant to time reversal can at best know
+    "reversal": lambda a: {"directions": (a["direction"], OPPOSITE[a["direction"]])},
+    # starts anywhere on the torus: the best predictor equivariant to (circular) translation
+    "no_position": lambda a: {"anywhere": True},
+}
 
 
-def oracle_for(attrs: dict, knows: tuple[str, ...], subpixel: int) -> MotionOracle:
-    return MotionOracle(attrs, *CLIP, directions=None if "direction" in knows else DIRECTIONS,
-                        speeds=None if "speed" in knows else SPEEDS, subpixel=subpixel)
+def oracle_for(attrs: dict, variant: str, subpixel: int) -> MotionOracle:
+    return MotionOracle(attrs, *CLIP, subpixel=subpixel, **VARIANTS[variant](attrs))
 
 
 def probe_set(n: int, seed: int, t_grid) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
@@ -119,10 +128,11 @@ def cmd_value(args) -> list[dict]:
     if args.checkpoint:
         model, encoder = load_checkpoint(args.checkpoint, args.device, args.text_cache)
     rows = []
-    losses = {k: np.empty((args.clips, len(args.t))) for k in KNOWS}
+    variants = ["full", *args.variants]
+    losses = {k: np.empty((args.clips, len(args.t))) for k in variants}
     model_loss = np.full((args.clips, len(args.t)), np.nan)
     for i, a in enumerate(attrs):
-        oracles = {k: oracle_for(a, knows, args.subpixel) for k, knows in KNOWS.items()}
+        oracles = {k: oracle_for(a, k, args.subpixel) for k in variants}
         for j, t in enumerate(args.t):
             x_t = add_noise(x0[i:i + 1], noise[i, j:j + 1], torch.tensor([t]))[0]
             target = velocity_target(x0[i], noise[i, j])
@@ -136,14 +146,14 @@ def cmd_value(args) -> list[dict]:
         full = losses["full"][:, j]
         row = {"experiment": "value", "t": t, "clips": args.clips, "seed": args.seed, "subpixel": args.subpixel,
                "clip": list(CLIP), "loss_full": interval(full)}
-        for k in ("no_direction", "no_speed", "neither"):
+        for k in args.variants:
             extra = losses[k][:, j] - full
             row[f"extra_{k}"] = interval(extra)
             row[f"extra_{k}_pct"] = ratio_interval(100 * extra, full)
         if model is not None:
             row["checkpoint"] = args.checkpoint
             row["loss_model"] = interval(model_loss[:, j])
-        row["per_clip"] = {k: [round(float(v), 7) for v in losses[k][:, j]] for k in KNOWS}
+        row["per_clip"] = {k: [round(float(v), 7) for v in losses[k][:, j]] for k in variants}
         if model is not None:
             row["per_clip"]["model"] = [round(float(v), 7) for v in model_loss[:, j]]
         rows.append(row)
@@ -183,37 +193,49 @@ def oracle_sample(oracles: dict[bool, MotionOracle], variant: str, noise: torch.
 
 def cmd_sample(args) -> list[dict]:
     wanted = test_captions(args.captions, args.seed)
-    rows = []
-    for attribute in args.attributes:
-        caches = [{} for _ in wanted]  # per caption: knows -> oracle, built once for every variant
-        for variant in args.variants:
-            start = time.time()
-            videos, want = [], []
-            for p, a in enumerate(wanted):
-                oracles = caches[p]
-                if not oracles:
-                    blind = {"direction": ("speed",), "speed": ("direction",)}[attribute]
-                    oracles.update({True: oracle_for(a, KNOWS["full"], args.subpixel),
-                                    False: oracle_for(a, blind, args.subpixel)})
+    runs = [(attribute, variant) for attribute in args.attributes for variant in args.variants]
+    videos = {run: [] for run in runs}
+    for p, a in enumerate(wanted):  # caption outer: its two oracles are built once and serve every variant
+        for attribute in args.attributes:
+            oracles = {True: oracle_for(a, "full", args.subpixel), False: oracle_for(a, f"no_{attribute}",
+                                                                                     args.subpixel)}
+            for variant in args.variants:
                 for s in range(args.seeds):
                     gen = torch.Generator().manual_seed(args.seed * 1000 + s * 100_003 + p)
-                    videos.append(oracle_sample(oracles, variant, torch.randn(3, *CLIP, generator=gen), args.steps,
-                                                args.shift))
-                    want.append(a)
-            scores = clip_scores(videos, want)
-            row = {"experiment": "sample", "attribute": attribute, "variant": variant, "captions": args.captions,
-                   "seeds": args.seeds, "steps": args.steps, "shift": args.shift, "subpixel": args.subpixel,
-                   "clip": list(CLIP), "seed": args.seed}
-            for k in ("direction", "speed", "jump", "straightness", *(x for x in ATTRIBUTES
-                                                                      if x not in ("direction", "speed"))):
-                row[k] = interval(scores[k].reshape(args.captions, args.seeds))
-            row["per_clip"] = {k: [None if np.isnan(v) else round(float(v), 4) for v in scores[k]]
-                               for k in ("direction", "speed", "jump", "straightness")}
-            row["cpu_seconds"] = round(time.time() - start, 1)
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)
-            write_rows(args.output, [row])
-    return []
+                    videos[attribute, variant].append(
+                        oracle_sample(oracles, variant, torch.randn(3, *CLIP, generator=gen), args.steps, args.shift))
+        print(f"caption {p + 1}/{len(wanted)}", file=sys.stderr, flush=True)
+    rows = []
+    for attribute, variant in runs:
+        scores = clip_scores(videos[attribute, variant], [a for a in wanted for _ in range(args.seeds)])
+        row = {"experiment": "sample", "attribute": attribute, "variant": variant, "captions": args.captions,
+               "seeds": args.seeds, "steps": args.steps, "shift": args.shift, "subpixel": args.subpixel,
+               "clip": list(CLIP), "seed": args.seed}
+        for k in ("direction", "speed", "jump", "straightness", *(x for x in ATTRIBUTES
+                                                                  if x not in ("direction", "speed"))):
+            row[k] = interval(scores[k].reshape(args.captions, args.seeds))
+        row["per_clip"] = {k: [None if np.isnan(v) else round(float(v), 4) for v in scores[k]]
+                           for k in ("direction", "speed", "jump", "straightness")}
+        rows.append(row)
+    return rows
+
+
+def oracle_direction_losses(attrs: list[dict], x0: torch.Tensor, noise: torch.Tensor, t_grid, subpixel: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle as a direction classifier on the probe set: its flow loss ``(N, len(t_grid), 4)`` when told each
+    direction caption, and the direction its posterior favours when told none ``(N, len(t_grid))`` (indices)."""
+    losses = np.empty((len(attrs), len(t_grid), len(DIRECTIONS)))
+    favoured = np.empty((len(attrs), len(t_grid)), dtype=np.int64)
+    for i, a in enumerate(attrs):
+        told = [MotionOracle(dict(a, direction=d), *CLIP, subpixel=subpixel) for d in DIRECTIONS]
+        blind = oracle_for(a, "no_direction", subpixel)
+        for j, t in enumerate(t_grid):
+            x_t = add_noise(x0[i:i + 1], noise[i, j:j + 1], torch.tensor([t]))[0]
+            target = velocity_target(x0[i], noise[i, j])
+            losses[i, j] = [float(mse(o.velocity(x_t, t)[None], target[None])[0]) for o in told]
+            p = blind.hypothesis_posterior(x_t, t)
+            favoured[i, j] = DIRECTIONS.index(max(p, key=p.get)[0])
+    return losses, favoured
 
 
 def cmd_classify(args) -> list[dict]:
@@ -222,27 +244,18 @@ def cmd_classify(args) -> list[dict]:
                                                                           args.text_cache)
     captions = [[caption_for(dict(a, direction=d)) for d in DIRECTIONS] for a in attrs]
     truth = np.array([DIRECTIONS.index(a["direction"]) for a in attrs])
-    oracles = [oracle_for(a, KNOWS["no_direction"], args.subpixel) for a in attrs] if args.oracle else []
+    if args.oracle:
+        oracle_losses, favoured = oracle_direction_losses(attrs, x0, noise, args.t, args.subpixel)
     rows = []
     for j, t in enumerate(args.t):
         row = {"experiment": "classify", "t": t, "clips": args.clips, "seed": args.seed, "clip": list(CLIP)}
         results = {}
         if model is not None:
+            row["checkpoint"] = args.checkpoint
             results["model"] = caption_losses(model, encoder, x0, noise[:, j], t, captions, args.batch, args.device)
-        if oracles:
-            ol = np.empty((args.clips, len(DIRECTIONS)))
-            post = np.empty(args.clips, dtype=np.int64)
-            for i, o in enumerate(oracles):
-                x_t = add_noise(x0[i:i + 1], noise[i, j:j + 1], torch.tensor([t]))[0]
-                target = velocity_target(x0[i], noise[i, j])
-                # each direction hypothesis on its own: the oracle told that caption
-                for d, hyp in enumerate(DIRECTIONS):
-                    told = MotionOracle(dict(attrs[i], direction=hyp), *CLIP, subpixel=args.subpixel)
-                    ol[i, d] = float(mse(told.velocity(x_t, t)[None], target[None])[0])
-                p = o.hypothesis_posterior(x_t, t)
-                post[i] = DIRECTIONS.index(max(p, key=p.get)[0])
-            results["oracle"] = ol
-            row["oracle_posterior_accuracy"] = interval((post == truth).astype(float))
+        if args.oracle:
+            results["oracle"] = oracle_losses[:, j]
+            row["oracle_posterior_accuracy"] = interval((favoured[:, j] == truth).astype(float))
         for name, loss in results.items():
             true_loss = loss[np.arange(args.clips), truth]
             other = np.where(np.eye(len(DIRECTIONS), dtype=bool)[truth], np.inf, loss).min(1)
@@ -251,11 +264,11 @@ def cmd_classify(args) -> list[dict]:
             row[f"{name}_margin_pct"] = ratio_interval(100 * (other - true_loss), true_loss)
             row[f"{name}_loss_true"] = interval(true_loss)
             row.setdefault("per_clip", {})[name] = [[round(float(v), 7) for v in r] for r in loss]
-        if model is not None:
-            row["checkpoint"] = args.checkpoint
-        print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)
-        write_rows(args.output, [row])
-    return []
+        rows.append(row)
+        if model is not None:  # a slow model run keeps what it has measured so far
+            print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)
+            write_rows(args.output, [row])
+    return [] if model is not None else rows
 
 
 def write_rows(path: str, rows: list[dict]) -> None:
@@ -281,7 +294,9 @@ def main(argv=None) -> int:
     model_opts.add_argument("--clips", type=int, default=128, help="test-split clips (one noise draw per t)")
     model_opts.add_argument("--t", type=float, nargs="+", default=list(T_GRID))
 
-    sub.add_parser("value", parents=[common, model_opts], help="oracle loss per t, attributes known or not")
+    p = sub.add_parser("value", parents=[common, model_opts], help="oracle loss per t, attributes known or not")
+    p.add_argument("--variants", nargs="+", default=["no_direction", "no_speed", "neither"],
+                   choices=[v for v in VARIANTS if v != "full"], help="what the oracle is not told (vs full)")
     p = sub.add_parser("sample", parents=[common], help="sample with the oracle, attribute known in a t-range")
     p.add_argument("--captions", type=int, default=64)
     p.add_argument("--seeds", type=int, default=2)

@@ -65,8 +65,8 @@ class _Hypothesis:
 
     direction: str
     speed: str
-    templates: torch.Tensor  # (F, K, K, H, W) float64 circular coverage, start residue (ry, rx) at shift 0
-    spectra: torch.Tensor  # (F, K, K, H, W//2+1) complex128, rfft2 of templates
+    spectra: torch.Tensor  # (F, K, K, H, W//2+1) complex128: rfft2 of the circular coverage of frame f for the
+    #   start residue (ry, rx) at shift 0
     log_prior: torch.Tensor  # (K, K, H, W) float64: log prior of each lattice start, -inf outside the support
     sq_cov: torch.Tensor  # (K, K) float64: sum over frames of (2 <bg, d> sum cov + |d|^2 sum cov^2)
 
@@ -77,12 +77,15 @@ class MotionOracle:
     ``attrs``: a ground-truth dict (colour, shape, size, background, direction, speed). ``directions`` / ``speeds``:
     the hypotheses the prior allows, uniformly (default: the caption's own; ``DIRECTIONS`` marginalises direction).
     ``subpixel``: lattice points per pixel of the start prior (exact in the limit; 4 keeps the grid error below the
-    posterior's width for t >= 0.7 at 64x64).
+    posterior's width for t >= 0.7 at 64x64). ``anywhere``: starts uniform over the whole frame, wrapping round its
+    edges, instead of ``plan_path``'s box: the prior symmetrised over circular shifts, whose posterior mean is the
+    best predictor that is equivariant to (circular) translation, i.e. one that cannot tell where a token is.
     """
 
     def __init__(self, attrs: dict, num_frames: int, height: int, width: int, directions=None, speeds=None,
-                 subpixel: int = 4):
+                 subpixel: int = 4, anywhere: bool = False):
         self.attrs, self.shape, self.k = dict(attrs), (num_frames, height, width), subpixel
+        self.anywhere = anywhere
         self.bg = torch.tensor(BACKGROUNDS[attrs["background"]], dtype=torch.float64) / 127.5 - 1.0
         self.fg = torch.tensor(COLOURS[attrs["colour"]], dtype=torch.float64) / 127.5 - 1.0
         self.delta = self.fg - self.bg  # (3,) the colour axis
@@ -112,12 +115,14 @@ class MotionOracle:
         my = _lattice_mask(low[0], high[0], h, k)  # (K, H)
         mx = _lattice_mask(low[1], high[1], w, k)  # (K, W)
         support = my[:, None, :, None] & mx[None, :, None, :]  # (K, K, H, W)
+        if self.anywhere:
+            support[:] = True
         log_prior = torch.full(support.shape, -math.inf, dtype=torch.float64)
         log_prior[torch.from_numpy(support)] = -math.log(int(support.sum()))
         s1 = templates_t.sum(dim=(-2, -1)).sum(0)  # (K, K)
         s2 = (templates_t ** 2).sum(dim=(-2, -1)).sum(0)
         sq_cov = 2 * float(self.bg @ self.delta) * s1 + float(self.delta @ self.delta) * s2
-        return _Hypothesis(direction, speed, templates_t, torch.fft.rfft2(templates_t), log_prior, sq_cov)
+        return _Hypothesis(direction, speed, torch.fft.rfft2(templates_t), log_prior, sq_cov)
 
     def log_posterior(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
         """Unnormalised log posterior ``(N_hyp, K, K, H, W)`` of every (hypothesis, lattice start) given ``x_t``."""
