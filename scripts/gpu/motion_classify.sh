@@ -29,5 +29,5 @@ if [ "$smoke" = 1 ]; then
 else
   args=(--device cuda --batch 64 --clips "$clips")
 fi
-PYTHONPATH=$PWD python tools/motion_oracle.py classify --checkpoint "$ckpt" "${args[@]}" \
+PYTHONPATH=$PWD ${PYTHON:-python3} tools/motion_oracle.py classify --checkpoint "$ckpt" "${args[@]}" \
   --output "$OUT/classify.jsonl" 2>&1 | tee "$OUT/classify.log"
