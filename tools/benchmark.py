@@ -74,14 +74,19 @@ def run_frontier(a) -> int:
     for name in ("prompts", "seeds", "screen_prompts", "max_front", "fvd_resamples"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if not a.budgets or not all(0 < b <= 1 for b in a.budgets):
+        raise ValueError(f"--budgets are FLOPs fractions of full in (0, 1], got {a.budgets}")
+    if a.workers < 0 or a.time_limit < 0:
+        raise ValueError(f"--workers and --time-limit must be >= 0, got {a.workers} and {a.time_limit}")
     settings = FrontierSettings(
         checkpoint=a.checkpoint, output=a.output, steps=a.steps, step_grid=tuple(a.step_grid), prompts=a.prompts,
-        seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, refine=not a.no_refine,
+        seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, budgets=tuple(a.budgets),
+        refine=not a.no_refine,
         schedules=a.schedules, guidance_scale=a.guidance_scale, cfg_scales=tuple(a.cfg_scales), quality=a.quality,
         batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
         fvd_real=a.fvd_real, fvd_resamples=a.fvd_resamples, i3d_weights=a.i3d_weights, text_cache=a.text_cache,
         device=a.device, seed=a.seed, gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters,
-        calibration=not a.no_calibration, time_limit=a.time_limit)
+        calibration=not a.no_calibration, time_limit=a.time_limit, workers=a.workers)
     run(settings)
     return 0
 
@@ -107,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds per prompt of the front-line evaluation")
     ap.add_argument("--screen-prompts", type=int, default=32, help="prompts (1 seed) of the screen")
     ap.add_argument("--max-front", type=int, default=4, help="FlexiDiT schedules taken to the front line")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.25],
+                    help="FLOPs fractions of the headline: the best schedule within each, beside full@N")
     ap.add_argument("--no-refine", action="store_true", help="screen the coarse grid only")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--cfg-scales", type=float, nargs="*", default=[],
@@ -128,7 +135,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--time-limit", type=float, default=0.0,
-                    help="seconds for the whole frontier (0: none); the screen stops at 40%%, the front line at 80%%")
+                    help="seconds for the whole frontier (0: none): a step starts only if its cost, estimated from "
+                         "this run's measurements, fits beside the reserve of the headline rows and timing")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes measuring clip fidelity (0: one per CPU core but one; 1: none)")
     ap.add_argument("--no-calibration", action="store_true",
                     help="do not write calibration.json into the checkpoint folder")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <output>/frontier.json")

@@ -18,7 +18,6 @@ from ..data.synthetic import ATTRIBUTES
 from .frontier_search import BASELINE, baseline_for, pareto_front
 from .stats import mean_ci, paired_diff_ci
 
-BUDGETS = (0.35, 0.25)
 FVD_TOLERANCE = 0.10  # headline target: FVD above the floor within 10% of full@reference's
 
 
@@ -113,8 +112,12 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
     for i, r in enumerate(screen):
         r["front"] = i in front
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() and fr.cuda else "CPU"
+    b = fr.budget
     report = {"device": dev, "settings": asdict(s), "clip": list(fr.clip), "quality": s.quality,
-              "higher_is_better": hib, "rows": rows, "screen": screen, "truncated": list(fr.truncated)}
+              "higher_is_better": hib, "rows": rows, "screen": screen, "truncated": list(fr.truncated),
+              "time": {"elapsed_s": b.elapsed(), "limit_s": b.limit,  # what the estimates of eval.frontier_budget used
+                       "s_per_full_clip": b.generation.per, "s_per_scored_clip": b.scoring.per,
+                       "s_per_featurized_clip": b.features.per, "s_per_rewritten_row": b.rewrite.per}}
     if real is not None and reference is not None:
         if "fvd_check" not in real:
             real["fvd_check"] = fvd_check(real, reference, s.prompts * s.seeds, s.fvd_resamples)
@@ -139,7 +142,7 @@ def headline(rows: list[dict], s) -> list[dict]:
     hib = QUALITY[s.quality]
     ref = next((r for r in rows if r["label"] == f"full@{s.steps}"), None)
     out = []
-    for b in BUDGETS:
+    for b in s.budgets:
         flexi = [r for r in rows if r["family"] != BASELINE and r["flops_fraction"] <= b + 1e-9]
         if not flexi or ref is None:
             out.append({"budget": b, "schedule": None})
@@ -202,7 +205,7 @@ def write_outputs(report: dict, s, final: list, fr) -> None:
         tmp = out / ".samples.tmp.gif"
         write_video(tmp, to_uint8(grid), fps=fr.pipe.defaults.fps)
         os.replace(tmp, out / "samples.gif")
-    if s.calibration:
+    if s.calibration and final:
         path = calibration_of(report, final, s).save(s.checkpoint)
         fr.log(f"wrote {path}")
 
