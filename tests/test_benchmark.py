@@ -34,7 +34,7 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     out = tmp_path / "bench"
     s = FrontierSettings(checkpoint=str(ckpt), output=str(out), steps=2, prompts=4, seeds=2,
                          schedules=["weak_first:coarse_space:1", "full@1"], batch_sizes=(2,), timing_repeats=1,
-                         fvd_real=12, device="cpu", gen_batch=8)
+                         fvd_real=12, device="cpu", gen_batch=8, budgets=(0.9, 0.3), workers=1)
     report = run_frontier(s, log=lambda *_: None, detector=TinyDetector())
     for name in ("frontier.md", "frontier.json", "frontier.png", "samples.gif"):
         assert (out / name).stat().st_size > 0, name
@@ -66,10 +66,66 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     assert len(cal.entries[0].scores) == 4 and set(cal.entries[0].time_s) == {"b2"}
     choice = pick(0.6, cal, steps=2)  # only full@1 fits
     assert (choice.schedule, choice.steps) == ("full", 1)
-    # --replot re-renders from the JSON alone
+    # the headline: within 0.9 the weak schedule, beside full@1 and full@2, each target met or missed; none within 0.3
+    best, none = report["headline"]
+    assert (best["schedule"], best["baseline"], none["schedule"]) == ("weak_first:coarse_space:1@2", "full@1", None)
+    targets = best["targets"]
+    assert set(targets) == {"colour", "shape", "size", "direction", "speed", "background", "jump", "straightness",
+                            "fvd", "better_than_baseline"}
+    for k in ("jump", "shape"):  # jump: lower is better, so met unless its difference is surely above 0
+        d, higher = weak["vs_reference"][k], k != "jump"
+        assert targets[k]["met"] == (d["high"] >= 0 if higher else d["low"] <= 0)
+    fvd_t = targets["fvd"]
+    assert fvd_t["met"] == (weak["fvd"]["above_floor"] <= 1.1 * full["fvd"]["above_floor"])
+    assert targets["better_than_baseline"]["met"] == (weak["vs_baseline"]["fidelity"]["low"] > 0)
+    # --replot re-renders from the JSON alone, and writes the headline table between the markers of each doc
     (out / "frontier.md").unlink()
     assert bench.main(["--replot", "--output", str(out)]) == 0
     assert (out / "frontier.md").read_text() == md
+    from flexivid.eval.frontier_render import HEADLINE_END, HEADLINE_START
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{HEADLINE_START}\nold table\n{HEADLINE_END}\nafter\n")
+    for _ in range(2):  # idempotent: the block is replaced, not appended
+        assert bench.main(["--replot", "--output", str(out), "--headline-into", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{HEADLINE_END}\nafter\n")
+    assert "old table" not in text and text.count(HEADLINE_START) == 1 and str(out / "frontier.json") in text
+    line = next(x for x in text.splitlines() if x.startswith("| <= 0.9 | **weak_first:coarse_space:1@2**"))
+    assert ("| met" in line or "| MISSED" in line) and "<= 0.3: no FlexiDiT schedule" in text
+    assert "| <= 0.9 | full@1 |" in text and "| <= 0.9 | full@2 |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert bench.main(["--replot", "--output", str(out), "--headline-into", str(readme), str(plain)]) == 2
+    assert plain.read_text() == "no markers\n"
+
+
+def test_fvd_check_says_whether_swapped_real_clips_move_fvd_past_the_floor():
+    from flexivid.eval.frontier_report import fvd_check
+    from flexivid.eval.fvd_stats import FrechetReference
+
+    rng = np.random.default_rng(0)
+    draw = lambda n, shift=0.0: rng.normal(size=(n, 6)) + shift  # noqa: E731
+    reference = FrechetReference(draw(400))
+    real = {"floor": draw(200), "direction swapped": draw(200, 1.0), "speed swapped": draw(200)}
+    check = fvd_check(real, reference, 200, 50)
+    assert check["direction swapped"]["responds"] and not check["speed swapped"]["responds"]
+    assert check["direction swapped"]["low"] > check["floor"]["high"] >= check["speed swapped"]["low"]
+
+
+def test_a_run_with_no_time_left_still_writes_its_table(tmp_path):
+    from flexivid.eval.frontier import FrontierSettings, run_frontier
+
+    ckpt = _tiny_export(tmp_path / "model", num_frames=8, size=16)
+    out = tmp_path / "bench"
+    s = FrontierSettings(checkpoint=str(ckpt), output=str(out), steps=2, step_grid=(2,), prompts=2, seeds=1,
+                         screen_prompts=2, batch_sizes=(1,), fvd=False, device="cpu", time_limit=1e-3, workers=1)
+    report = run_frontier(s, log=lambda *_: None)
+    saved = json.loads((out / "frontier.json").read_text())
+    assert saved["rows"] == [] and saved["screen"] == [] and report["truncated"] == saved["truncated"]
+    assert saved["truncated"][0].startswith("screen stopped") and "front line: skipped full@2" in saved["truncated"]
+    assert "Cut by the time limit" in (out / "frontier.md").read_text()
+    assert not (ckpt / "calibration.json").exists()  # no measured row: no table for --compute to trust
 
 
 def test_sample_scores_read_attributes_and_frame_error():

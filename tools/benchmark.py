@@ -5,11 +5,13 @@ Frontier (default): screens (steps 6..30) x (full, weak_first, the paper's x/y w
 interleaved, a custom order) on a few prompts, refines near the Pareto front, then evaluates the front line on every
 prompt x seed with intervals, FVD against its floor, and round-robin timing at batch 1 and 16. Writes
 ``<output>/frontier.md``, ``frontier.json``, ``frontier.png``, ``samples.gif`` and ``<checkpoint>/calibration.json``
-(what ``generate_video.py --compute`` reads)::
+(what ``generate_video.py --compute`` reads; ``--calibration-dir`` puts it elsewhere). ``--replot --headline-into``
+writes the headline table from ``frontier.json`` into the docs::
 
     python tools/benchmark.py --checkpoint checkpoints/flexivid-small --output runs/bench
     python tools/benchmark.py --checkpoint CKPT --schedules full@10 interleaved:5:2@15 --output runs/bench
     python tools/benchmark.py --replot --output runs/bench
+    python tools/benchmark.py --replot --output docs/results/frontier_v2 --headline-into README.md docs/results.md
 
 Kernels: per-mode step time and achieved TFLOP/s (and % of the measured bf16 matmul peak) for presets with random
 weights, eager and torch.compile, the attention backend named::
@@ -63,9 +65,12 @@ def run_frontier(a) -> int:
     from flexivid.eval.frontier_report import rewrite_from_json
 
     if a.replot:
-        rewrite_from_json(a.output)
-        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json")
+        rewrite_from_json(a.output, tuple(a.headline_into or ()))
+        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json" +
+              "".join(f"; headline table -> {f}" for f in a.headline_into or ()))
         return 0
+    if a.headline_into:
+        raise ValueError("--headline-into goes with --replot (it writes from an existing frontier.json)")
     if not (Path(a.checkpoint) / "config.json").is_file():
         raise FileNotFoundError(f"--checkpoint {a.checkpoint}: no exported model there (config.json missing); "
                                 "pass the folder tools/export_release.py wrote")
@@ -86,7 +91,8 @@ def run_frontier(a) -> int:
         batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
         fvd_real=a.fvd_real, fvd_resamples=a.fvd_resamples, i3d_weights=a.i3d_weights, text_cache=a.text_cache,
         device=a.device, seed=a.seed, gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters,
-        calibration=not a.no_calibration, time_limit=a.time_limit, workers=a.workers)
+        calibration=not a.no_calibration, calibration_dir=a.calibration_dir, time_limit=a.time_limit,
+        workers=a.workers)
     run(settings)
     return 0
 
@@ -141,7 +147,12 @@ def main(argv=None) -> int:
                     help="processes measuring clip fidelity (0: one per CPU core but one; 1: none)")
     ap.add_argument("--no-calibration", action="store_true",
                     help="do not write calibration.json into the checkpoint folder")
+    ap.add_argument("--calibration-dir", default=None,
+                    help="where calibration.json goes (default: the checkpoint folder, where --compute reads it)")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <output>/frontier.json")
+    ap.add_argument("--headline-into", nargs="+", default=None, metavar="FILE",
+                    help="with --replot: write the headline table between the frontier-headline markers of each FILE "
+                         "(README.md docs/results.md)")
     ap.add_argument("--suite", choices=["speed"], default=None,
                     help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
                          "kernel table in one run (--repeats; --cases; --text-cache)")

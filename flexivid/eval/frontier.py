@@ -75,7 +75,8 @@ class FrontierSettings:
     seed: int = 0
     gen_batch: int = 256
     merge_adapters: bool = True
-    calibration: bool = True  # write calibration.json into the checkpoint folder
+    calibration: bool = True  # write calibration.json into calibration_dir
+    calibration_dir: str | None = None  # None: the checkpoint folder (where VideoPipeline.from_pretrained reads it)
     time_limit: float = 0.0  # seconds for the whole run (0: none); see eval.frontier_budget
     workers: int = 0  # processes measuring clips (0: one per CPU core but one; 1: in this process)
 
@@ -92,6 +93,7 @@ class Measured:
     seconds: float = 0.0
     timings: dict[str, float | None] = field(default_factory=dict)
     fvd: dict | None = None  # FVD statistics, computed once
+    cache: dict = field(default_factory=dict)  # bootstrap intervals, computed once (eval.frontier_report)
 
 
 def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[dict], executor: Executor | None = None,
