@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import statistics
 import tempfile
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -40,6 +39,7 @@ from .frontier_budget import TimeBudget
 from .frontier_search import (STEP_GRID, Candidate, baseline_for, coarse_grid, front_line, neighbours, pareto_front,
                               parse_label)
 from .stats import mean_ci, paired_diff_ci
+from .timing import round_robin
 
 QUALITY = {"fidelity": True, "psnr": True, "ssim": True}  # metric -> higher is better
 SEED_STRIDE = 100_003  # seed of (prompt p, seed s) = seed + s * SEED_STRIDE + p: no overlap for < 100k prompts
@@ -282,37 +282,20 @@ class Frontier:
                     torch._dynamo.reset()
                     compile_pipeline(self.pipe)
                 prompts = [self.captions[i % len(self.captions)] for i in range(bs)]
-                calls = {}
-                for m in rows:
-                    c = m.candidate
-                    calls[c.label] = lambda c=c: self.pipe(prompts, steps=c.steps, schedule=c.spec, seed=s.seed,
-                                                           guidance_scale=self._scale(c), progress=False)
-                times = {label: [] for label in calls}
-                t0 = time.perf_counter()
-                for label, fn in calls.items():
-                    try:
-                        fn()  # warm-up (and compile)
-                    except Exception as e:  # noqa: BLE001 - a compile failure is reported, not fatal
-                        times[label] = None
-                        self.log(f"timing {key} {label} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                warm = time.perf_counter() - t0  # >= one repeat: it includes graph captures (and compiles)
-                repeats = s.timing_repeats if budget.limit <= 0 else min(s.timing_repeats, int(budget.left() / warm))
-                if repeats < s.timing_repeats:
-                    budget.cut.append(f"timing {key}: {max(repeats, 0)} of {s.timing_repeats} repeats")
-                for _ in range(repeats):
-                    for label, fn in calls.items():
-                        if times[label] is None:
-                            continue
-                        if self.cuda:
-                            torch.cuda.synchronize()
-                        t0 = time.perf_counter()
-                        fn()
-                        if self.cuda:
-                            torch.cuda.synchronize()
-                        times[label].append(time.perf_counter() - t0)
+                calls = {m.candidate.label: (lambda c=m.candidate: self.pipe(
+                    prompts, steps=c.steps, schedule=c.spec, seed=s.seed, guidance_scale=self._scale(c),
+                    progress=False)) for m in rows}
+                # a compile failure is reported in the row, not fatal
+                times = round_robin(calls, s.timing_repeats, keep_going=True,
+                                    budget_s=None if budget.limit <= 0 else budget.left())
+                done = max(len(t.times) for t in times.values())
+                if done < s.timing_repeats:
+                    budget.cut.append(f"timing {key}: {done} of {s.timing_repeats} repeats")
                 for m in rows:
                     t = times[m.candidate.label]
-                    m.timings[key] = statistics.median(t) / bs if t else None
+                    m.timings[key] = t.median / bs if t.times else None
+                    if t.error:
+                        self.log(f"timing {key} {m.candidate.label} failed: {t.error[:200]}")
                 self.log(f"timed {key}: " + ", ".join(f"{m.candidate.label} {m.timings[key]}" for m in rows[:3]))
 
 
