@@ -256,7 +256,7 @@ def test_time_budget_refuses_what_its_estimates_do_not_fit_and_records_it_once()
 
 
 def test_front_line_runs_each_pick_beside_its_baseline():
-    from flexivid.eval.frontier import row_groups
+    from flexivid.eval.frontier_search import row_groups
     from flexivid.eval.frontier_search import Candidate
 
     flops = {"full@30": 1.0, "a@30": 0.34, "full@10": 10 / 30, "b@30": 0.24, "full@7": 7 / 30, "c@30": 0.345}

@@ -18,7 +18,6 @@ Writes ``frontier.json`` (every number), ``frontier.md``, ``frontier.png`` and `
 """
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import tempfile
@@ -36,12 +35,11 @@ from ..pipeline import VideoPipeline
 from .fidelity import clip_scores
 from .frames import psnr, ssim
 from .frontier_budget import TimeBudget
-from .frontier_search import (STEP_GRID, Candidate, baseline_for, coarse_grid, front_line, neighbours, pareto_front,
-                              parse_label)
+from .frontier_search import (QUALITY, STEP_GRID, Candidate, front_line, parse_label, row_groups, screen,
+                              sweep_guidance)
 from .stats import mean_ci, paired_diff_ci
 from .timing import round_robin
 
-QUALITY = {"fidelity": True, "psnr": True, "ssim": True}  # metric -> higher is better
 SEED_STRIDE = 100_003  # seed of (prompt p, seed s) = seed + s * SEED_STRIDE + p: no overlap for < 100k prompts
 SWAPS = {"direction": {"left": "right", "right": "left", "up": "down", "down": "up"},
          "speed": {"slow": "fast", "fast": "slow"}}
@@ -297,83 +295,6 @@ class Frontier:
                     if t.error:
                         self.log(f"timing {key} {m.candidate.label} failed: {t.error[:200]}")
                 self.log(f"timed {key}: " + ", ".join(f"{m.candidate.label} {m.timings[key]}" for m in rows[:3]))
-
-
-def _slack(flops: float, budgets) -> float:
-    """How far below the nearest budget at or above ``flops`` a candidate sits (inf above every budget)."""
-    return min((b - flops for b in budgets if flops <= b + 1e-9), default=math.inf)
-
-
-def screen(fr: Frontier, log=print) -> list[Measured]:
-    """The coarse grid and one refinement round around the Pareto front, on the screen prompts x 1 seed, in order of
-    use to the headline: full@reference (the screen's reference, generated anyway), the grid within the largest
-    budget (nearest below a budget first), its refinement, the rest of the grid (cheapest first), the refinement of
-    the whole front. Stops where the next candidate would eat into the headline rows' reserve."""
-    s, budget = fr.s, fr.budget
-    modes = fr.pipe.model.modes
-    grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
-    top = max(s.budgets)
-    inside = [Candidate("full", s.steps)] + sorted((c for c in grid if fr.flops(c) <= top + 1e-9),
-                                                   key=lambda c: _slack(fr.flops(c), s.budgets))
-    outside = sorted((c for c in grid if fr.flops(c) > top + 1e-9), key=fr.flops)
-    done: dict[Candidate, Measured] = {}
-
-    def run(cands, stage: str) -> bool:
-        for c in cands:
-            if c in done:
-                continue
-            cost = budget.rows_cost(s.screen_prompts, [fr.flops(c)])
-            if not budget.fits(cost, fr.headline_reserve(), f"screen stopped in {stage} after {len(done)} candidates"):
-                return False
-            done[c] = fr.measure(c, s.screen_prompts, 1)
-        return True
-
-    def near_front(limit: float) -> list[Candidate]:
-        rows = list(done.values())
-        q = [float(np.nanmean(m.scores[s.quality])) for m in rows]
-        near = [n for i in pareto_front([m.flops for m in rows], q, QUALITY[s.quality])
-                for n in neighbours(rows[i].candidate, modes, s.steps)]
-        return [c for c in dict.fromkeys(near) if c not in done and fr.flops(c) <= limit + 1e-9]
-
-    ok = run(inside, "the grid within budget")
-    ok = ok and (not s.refine or run(near_front(top), "the refinement within budget"))
-    ok = ok and run(outside, "the grid above budget")
-    if ok and s.refine:
-        run(near_front(math.inf), "the refinement")
-    log(f"screened {len(done)} candidates")
-    return list(done.values())
-
-
-def sweep_guidance(fr: Frontier, picks: list[Candidate], screened: dict[Candidate, Measured]) -> list[Candidate]:
-    """For each pick, the guidance scale with the best screen quality (the run's default scale included)."""
-    s, sign = fr.s, 1.0 if QUALITY[fr.s.quality] else -1.0
-    out = []
-    for c in picks:
-        tried = [screened[c]]
-        for g in s.cfg_scales:
-            alt = Candidate(c.spec, c.steps, g)
-            if g != s.guidance_scale and fr.budget.fits(fr.budget.rows_cost(s.screen_prompts, [fr.flops(alt)]),
-                                                        fr.headline_reserve(), "guidance sweep cut"):
-                tried.append(fr.measure(alt, s.screen_prompts, 1))
-        out.append(max(tried, key=lambda m: sign * np.nanmean(m.scores[s.quality])).candidate)
-    return out
-
-
-def row_groups(cands: list[Candidate], flops, reference_steps: int) -> list[list[Candidate]]:
-    """The front line in run order: each FlexiDiT schedule together with its full@N baseline (a pick is only worth
-    its row beside the baseline), everything else alone."""
-    wanted, seen, groups = set(cands), set(), []
-    for c in cands:
-        if c in seen:
-            continue
-        group = [c]
-        if c.spec != "full":
-            base = baseline_for(flops(c), reference_steps)
-            if base in wanted and base not in seen:
-                group.append(base)
-        seen.update(group)
-        groups.append(group)
-    return groups
 
 
 def run_frontier(s: FrontierSettings, log=print, detector=None) -> dict:
