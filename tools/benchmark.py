@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                     help="evaluate these SPEC[@N][/cfgS] labels (e.g. full@10 weak_first:coarse_space:5@15) "
                          "instead of searching")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes for wall-clock timing")
-    ap.add_argument("--gen-batch", type=int, default=256, help="videos per generation batch")
+    ap.add_argument("--gen-batch", type=int, default=64, help="videos per generation batch")
     ap.add_argument("--no-fvd", action="store_true")
     ap.add_argument("--fvd-real", type=int, default=2048, help="real clips of the FVD reference")
     ap.add_argument("--fvd-resamples", type=int, default=100, help="bootstrap draws per FVD interval")

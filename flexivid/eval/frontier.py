@@ -71,7 +71,7 @@ class FrontierSettings:
     text_cache: str | None = None
     device: str = "auto"
     seed: int = 0
-    gen_batch: int = 256
+    gen_batch: int = 64  # videos per model batch
     merge_adapters: bool = True
     calibration: bool = True  # write calibration.json into calibration_dir
     calibration_dir: str | None = None  # None: the checkpoint folder (where VideoPipeline.from_pretrained reads it)
