@@ -318,7 +318,7 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
         final_cands = list(dict.fromkeys([Candidate("full", s.steps)] + [parse_label(x, s.steps) for x in s.schedules]))
     else:
         screened = screen(fr, log)
-        write_outputs(summarize(s, fr, screened, [], real), s, [], fr)  # a run stopped in the front line keeps these
+        write_outputs(summarize(s, fr, screened, [], real), s, [], fr, figures=False)  # kept if stopped later
         rows = [{"candidate": m.candidate, "flops": m.flops, "quality": float(np.nanmean(m.scores[s.quality]))}
                 for m in screened]
         final_cands = front_line(rows, s.steps, s.max_front, budgets=s.budgets, higher_is_better=QUALITY[s.quality])
@@ -340,7 +340,7 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
         for c in group:  # the table is rewritten after every row: a run stopped at its limit keeps what ran
             final.append(fr.measure(c, s.prompts, s.seeds, fvd=real is not None))
             t0 = time.perf_counter()
-            write_outputs(summarize(s, fr, screened, final, real), s, final, fr)
+            write_outputs(summarize(s, fr, screened, final, real), s, final, fr, figures=False)
             budget.rewrite.add(time.perf_counter() - t0, len(final))
     if final:
         fr.time_rows(final)

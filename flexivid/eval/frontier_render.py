@@ -130,6 +130,13 @@ def markdown(report: dict) -> str:
              f"seed; guidance {s['guidance_scale']}; quality axis: {q}; FLOPs as a fraction of {ref}; LoRA "
              f"{'merged per mode' if s['merge_adapters'] else 'unmerged (peft)'}. Intervals: paired bootstrap 95% "
              f"over prompts (seeds of a prompt resampled together); `≈` marks a tie (interval contains 0).", ""]
+    t = report.get("time")
+    if t:
+        limit = f" of its {t['limit_s']:.0f} s limit" if t["limit_s"] > 0 else ""
+        lines += [f"Ran {t['elapsed_s']:.0f} s{limit}: {_num(t['s_per_full_clip'], 4)} s per generated clip of "
+                  f"{ref}'s FLOPs, {_num(t['s_per_scored_clip'], 4)} s per scored clip, "
+                  f"{_num(t['s_per_featurized_clip'], 4)} s per I3D clip, {_num(t['s_per_rewritten_row'], 2)} s per "
+                  f"table row rewritten.", ""]
     if report.get("truncated"):
         lines += ["**Cut by the time limit:** " + "; ".join(report["truncated"]) + ".", ""]
     lines += ["## Headline", ""] + headline_table(report)
@@ -235,8 +242,8 @@ def plot(report: dict, path: Path) -> None:
             if f:
                 tie = f.get("vs_reference")
                 hollow = tie is not None and tie["low"] <= 0 <= tie["high"]
-                ax.errorbar(r["flops_fraction"], f["fvd"]["mean"], fmt="o", color=colours[r["family"]],
-                            mfc="none" if hollow else colours[r["family"]], capsize=2,
+                ax.errorbar(r["flops_fraction"], f["fvd"]["mean"], fmt="o", ms=7, color=colours[r["family"]],
+                            mfc="white" if hollow else colours[r["family"]], capsize=2, zorder=3,
                             yerr=[[f["fvd"]["mean"] - f["fvd"]["low"]], [f["fvd"]["high"] - f["fvd"]["mean"]]])
         floor = next((r["fvd"]["floor"]["mean"] for r in rows if r.get("fvd")), None)
         if floor is not None:

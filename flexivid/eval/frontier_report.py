@@ -200,30 +200,31 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(report: dict, s, final: list, fr) -> None:
+def write_outputs(report: dict, s, final: list, fr, figures: bool = True) -> None:
+    """``frontier.json``, ``frontier.md`` and the calibration table; with ``figures`` also ``frontier.png`` and
+    ``samples.gif`` (the run's intermediate rewrites skip them: ``--replot`` draws the plot from the JSON)."""
     from ..video_io import to_uint8, write_video
 
     out = Path(s.output)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "frontier.json", json.dumps(report, indent=1, default=float))
-    render(report, out)
+    render(report, out, figures)
     samples = [m.samples for m in final if m.samples is not None]
-    if samples:
+    if samples and figures:
         grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
-        tmp = out / ".samples.tmp.gif"
-        write_video(tmp, to_uint8(grid), fps=fr.pipe.defaults.fps)
-        os.replace(tmp, out / "samples.gif")
+        write_video(out / "samples.gif", to_uint8(grid), fps=fr.pipe.defaults.fps)
     if s.calibration and final:
         path = calibration_of(report, final, s).save(s.calibration_dir or s.checkpoint)
         fr.log(f"wrote {path}")
 
 
-def render(report: dict, out: Path) -> None:
-    """``frontier.md`` and ``frontier.png`` from the report dict."""
+def render(report: dict, out: Path, figure: bool = True) -> None:
+    """``frontier.md`` (and ``frontier.png``) from the report dict."""
     from .frontier_render import markdown, plot
 
     _atomic_text(out / "frontier.md", markdown(report))
-    plot(report, out / "frontier.png")
+    if figure:
+        plot(report, out / "frontier.png")
 
 
 def rewrite_from_json(out_dir: str | Path, headline_into: tuple[str, ...] = ()) -> None:

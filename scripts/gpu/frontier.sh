@@ -108,8 +108,8 @@ status=0
 timeout --signal=INT -k 10 "$limit" $py tools/benchmark.py --checkpoint "$ckpt" --text-cache "$cache" --output "$OUT" \
   --calibration-dir "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 \
   | tee "$OUT/frontier.log" || status=$?
-# Every row rewrites frontier.json/md/png and calibration.json before the next starts (timing last), so a run
-# stopped at the limit still leaves the tables of what ran.
+# Every row rewrites frontier.json/md and calibration.json before the next starts (timing last), so a run
+# stopped at the limit still leaves the tables of what ran (then --replot draws frontier.png from the JSON).
 if [ -n "$modes_pid" ]; then
   wait "$modes_pid" || echo "warning: tools/eval_modes.py did not finish (see below)" >&2
   cat "$work/eval_modes.log" | tee -a "$OUT/frontier.log"
