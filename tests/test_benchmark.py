@@ -128,6 +128,29 @@ def test_a_run_with_no_time_left_still_writes_its_table(tmp_path):
     assert not (ckpt / "calibration.json").exists()  # no measured row: no table for --compute to trust
 
 
+def test_searched_frontier_screens_then_runs_each_pick_beside_its_baseline(tmp_path):
+    from flexivid.eval.frontier import FrontierSettings, run_frontier
+    from flexivid.eval.frontier_search import Candidate, baseline_for, coarse_grid
+
+    ckpt = _tiny_export(tmp_path / "model", num_frames=8, size=16)
+    s = FrontierSettings(checkpoint=str(ckpt), output=str(tmp_path / "bench"), steps=3, step_grid=(2, 3), prompts=2,
+                         seeds=1, screen_prompts=2, max_front=1, budgets=(0.9,), cfg_scales=(2.0,), fvd=False,
+                         batch_sizes=(1,), timing_repeats=1, device="cpu", workers=1, calibration=False)
+    report = run_frontier(s, log=lambda *_: None)
+    screened = {r["label"] for r in report["screen"]}
+    grid = {c.label for c in coarse_grid({"full": (1, 2, 2), "coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)},
+                                         (2, 3))}
+    assert grid <= screened and report["truncated"] == []  # no limit: the whole grid, then its refinement
+    rows = report["rows"]
+    assert rows[0]["label"] == "full@3" and len(rows) == 3
+    pick, base = rows[1], rows[2]  # the pick (its guidance swept on the screen set), then its full@N
+    assert pick["family"] != "fewer full steps" and pick["flops_fraction"] <= 0.9 and pick["guidance"] in (None, 2.0)
+    assert base["label"] == baseline_for(pick["flops_fraction"], 3).label == pick["baseline"]
+    best = max((r for r in report["screen"] if r["family"] != "fewer full steps" and r["flops_fraction"] <= 0.9),
+               key=lambda r: (r["quality"]["mean"], -r["flops_fraction"]))  # ties: the cheaper
+    assert Candidate(pick["spec"], pick["steps"]).label == best["label"]
+
+
 def test_sample_scores_read_attributes_and_frame_error():
     from flexivid.config import DataConfig
     from flexivid.data.synthetic import SyntheticVideoDataset

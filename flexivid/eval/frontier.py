@@ -328,7 +328,8 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
                 if c not in by_c:
                     by_c[c] = fr.measure(c, s.screen_prompts, 1)
             flexi = [c for c in final_cands if c.spec != "full"]
-            final_cands = [c for c in final_cands if c.spec == "full"] + sweep_guidance(fr, flexi, by_c)
+            swept = dict(zip(flexi, sweep_guidance(fr, flexi, by_c)))
+            final_cands = [swept.get(c, c) for c in final_cands]  # each pick keeps its place beside its full@N
     log(f"front line: {', '.join(c.label for c in final_cands)}")
     final: list[Measured] = []
     n = s.prompts * s.seeds

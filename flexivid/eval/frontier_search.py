@@ -199,8 +199,12 @@ def screen(fr: Frontier, log=print) -> list[Measured]:
     """The coarse grid and one refinement round around the Pareto front, on the screen prompts x 1 seed, in order of
     use to the headline: full@reference (the screen's reference, generated anyway), the grid within the largest
     budget (nearest below a budget first), its refinement, the rest of the grid (cheapest first), the refinement of
-    the whole front. Stops where the next candidate would eat into the headline rows' reserve."""
+    the whole front. Stops where the next candidate would eat into the headline rows' reserve, once it has had its
+    minimum share of the time limit."""
+    from .frontier_budget import SCREEN_SHARE
+
     s, budget = fr.s, fr.budget
+    start = budget.elapsed()
     modes = fr.pipe.model.modes
     grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
     top = max(s.budgets)
@@ -214,7 +218,9 @@ def screen(fr: Frontier, log=print) -> list[Measured]:
             if c in done:
                 continue
             cost = budget.rows_cost(s.screen_prompts, [fr.flops(c)])
-            if not budget.fits(cost, fr.headline_reserve(), f"screen stopped in {stage} after {len(done)} candidates"):
+            own = budget.limit > 0 and budget.elapsed() - start + cost <= SCREEN_SHARE * budget.limit
+            if not own and not budget.fits(cost, fr.headline_reserve(),
+                                           f"screen stopped in {stage} after {len(done)} candidates"):
                 return False
             done[c] = fr.measure(c, s.screen_prompts, 1)
         return True
