@@ -34,7 +34,7 @@ from ..diffusion.schedules import flops_fraction, parse_schedule
 from ..pipeline import VideoPipeline
 from .fidelity import clip_scores
 from .frames import psnr, ssim
-from .frontier_budget import TimeBudget
+from .frontier_budget import COMPILE_S, TimeBudget
 from .frontier_search import (QUALITY, STEP_GRID, Candidate, front_line, parse_label, row_groups, screen,
                               sweep_guidance)
 from .stats import mean_ci, paired_diff_ci
@@ -273,7 +273,8 @@ class Frontier:
                 torch._dynamo.config.cache_size_limit = 256  # one graph per (mode, batch) shape
             for bs in s.batch_sizes:
                 key = f"b{bs}_{'compiled' if compiled else 'eager'}"
-                estimate = (1 + s.timing_repeats) * bs * budget.generation.per * sum(m.flops for m in rows)
+                estimate = (1 + s.timing_repeats) * bs * budget.generation.per * sum(m.flops for m in rows) + \
+                    (COMPILE_S if compiled else 0.0)
                 if not budget.fits(estimate, what=f"timing {key} skipped"):
                     continue
                 if compiled:  # as generate_video --compile on runs it: regional blocks, compiled captured steps

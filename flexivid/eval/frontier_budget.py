@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 TIMING_SHARE = 0.08  # of the limit, kept free for the round-robin timing at the end
+COMPILE_S = 60.0  # a guess at compiling the pipeline for one batch size (nothing measures it before it runs)
 SCREEN_SHARE = 0.15  # of the limit, the screen's whatever the reserve: without it no FlexiDiT schedule is picked
 
 
