@@ -9,9 +9,11 @@
 #
 # Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default .gpu/text_cache...),
 # --i3d FILE (default .gpu/i3d_fp16.safetensors.xz, .safetensors or .safetensors.xz; --no-fvd without it), --limit
-# SECONDS (default 470; benchmark.py gets --time-limit LIMIT-40 and is interrupted at LIMIT), and anything after --
-# goes to tools/benchmark.py. Writes under $OUT: frontier.json, frontier.md, frontier.png, samples.gif,
-# calibration.json, frontier.log and eval_modes.json (7 files, well under 16 MiB each). Then, here:
+# SECONDS for the whole command (default 470: benchmark.py gets --time-limit LIMIT-40, an interrupt at LIMIT-10 and a
+# kill 5 s later), and anything after -- goes to tools/benchmark.py. Writes under $OUT: frontier.json, frontier.md,
+# frontier.png, samples.gif, calibration.json, frontier.log and eval_modes.json (7 files, well under 16 MiB each).
+# A run interrupted at the limit leaves json/md/calibration of every finished row; frontier.png and samples.gif come
+# from the final write (python tools/benchmark.py --replot --output OUT draws the plot from the JSON). Then, here:
 #   cp -r OUT docs/results/frontier_v2 && cp OUT/calibration.json CHECKPOINT/ &&
 #   python tools/benchmark.py --replot --output docs/results/frontier_v2 --headline-into README.md docs/results.md
 set -euo pipefail
@@ -99,13 +101,13 @@ fi
 # that docs/results.md quotes; $OUT/eval_modes.json is its raw file.
 modes_pid=""
 if [ "$smoke" = 0 ]; then
-  OMP_NUM_THREADS=4 timeout "$limit" $py tools/eval_modes.py --checkpoint "$ckpt" --num-clips 16 \
+  OMP_NUM_THREADS=4 timeout $((limit - 10)) $py tools/eval_modes.py --checkpoint "$ckpt" --num-clips 16 \
     --text-cache "$cache" --output "$OUT/eval_modes.json" > "$work/eval_modes.log" 2>&1 &
   modes_pid=$!
 fi
 status=0
 # calibration.json goes to $OUT (the checkpoint folder may be read-only or shared); commit it beside the weights.
-timeout --signal=INT -k 10 "$limit" $py tools/benchmark.py --checkpoint "$ckpt" --text-cache "$cache" --output "$OUT" \
+timeout --signal=INT -k 5 $((limit - 10)) $py tools/benchmark.py --checkpoint "$ckpt" --text-cache "$cache" --output "$OUT" \
   --calibration-dir "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 \
   | tee "$OUT/frontier.log" || status=$?
 # Every row rewrites frontier.json/md and calibration.json before the next starts (timing last), so a run
