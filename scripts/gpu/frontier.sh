@@ -76,7 +76,7 @@ export PYTHONUNBUFFERED=1  # frontier.log keeps every line even when the limit k
 
 if [ "$smoke" = 1 ]; then
   # A random tiny model at 16x16 pixels (16 frames, as I3D needs >= 9): tests the plumbing, not the numbers. Its
-  # zero-initialised layers get random weights, so schedules give different videos; budgets that 2 steps can meet.
+  # zero-initialised layers get random weights, so schedules give different videos; budgets that 3 steps can meet.
   ckpt=$work/ckpt
   $py -c "
 import sys, torch
@@ -90,8 +90,8 @@ with torch.no_grad():
             p.normal_(0.0, 0.02)
 save_model(model, sys.argv[1], ExportSpec(text=TextConfig(max_length=16), clip=ClipConfig(16, 16, 16, 8.0)))
 " "$work/ckpt"
-  size=(--steps 2 --step-grid 2 --prompts 3 --seeds 2 --screen-prompts 2 --max-front 2 --budgets 0.8 0.6
-        --batch-sizes 1 2 --repeats 1 --fvd-real 8 --fvd-resamples 20 --gen-batch 8 --device cpu)
+  size=(--steps 3 --step-grid 2 3 --prompts 3 --seeds 2 --screen-prompts 2 --max-front 2 --budgets 0.8 0.6
+        --batch-sizes 1 2 --repeats 1 --fvd-real 8 --fvd-resamples 20 --gen-batch 8 --device cpu --workers 2)
   limit=${limit:-1500}  # I3D on the CPU takes seconds a clip: the default limit would cut the front line
 else
   limit=${limit:-470}
