@@ -103,8 +103,8 @@ def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[di
     del out["wanted"]
     with np.errstate(invalid="ignore"):
         out["fidelity"] = np.nanmean(np.stack([out[k] for k in ATTRIBUTES]), axis=0)
-    frames = [(psnr(v, r).cpu(), ssim(v, r).cpu()) for v, r in
-              ((videos[i:i + chunk].to(device), reference[i:i + chunk].to(device)) for i in range(0, len(videos), chunk))]
+    pairs = ((videos[i:i + chunk].to(device), reference[i:i + chunk].to(device)) for i in range(0, len(videos), chunk))
+    frames = [(psnr(v, r).cpu(), ssim(v, r).cpu()) for v, r in pairs]
     out["psnr"] = torch.cat([p for p, _ in frames]).numpy()
     out["ssim"] = torch.cat([q for _, q in frames]).numpy()
     return out

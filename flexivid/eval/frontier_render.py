@@ -103,8 +103,8 @@ def headline_block(report: dict, source: str) -> str:
     return "\n".join([
         f"Best FlexiDiT schedule per FLOPs budget ({report['device']}, {report.get('date', 'date not recorded')}; "
         f"{s['prompts']} held-out prompts x {s['seeds']} seeds; quality axis {report['quality']}; intervals: paired "
-        f"bootstrap 95% over prompts, `≈` = tie; FVD - floor: FVD and its interval less the real-vs-real floor at the "
-        f"same N). Raw: `{source}`, written by `tools/benchmark.py`.{cut}", "",
+        f"bootstrap 95% over prompts, `≈` = tie; FVD - floor: FVD and its interval less the real-vs-real floor at "
+        f"the same N). Raw: `{source}`, written by `tools/benchmark.py`.{cut}", "",
         *headline_table(report)])
 
 

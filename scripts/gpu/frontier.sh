@@ -107,8 +107,8 @@ if [ "$smoke" = 0 ]; then
 fi
 status=0
 # calibration.json goes to $OUT (the checkpoint folder may be read-only or shared); commit it beside the weights.
-timeout --signal=INT -k 5 $((limit - 10)) $py tools/benchmark.py --checkpoint "$ckpt" --text-cache "$cache" --output "$OUT" \
-  --calibration-dir "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 \
+timeout --signal=INT -k 5 $((limit - 10)) $py tools/benchmark.py --checkpoint "$ckpt" --text-cache "$cache" \
+  --output "$OUT" --calibration-dir "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 \
   | tee "$OUT/frontier.log" || status=$?
 # Every row rewrites frontier.json/md and calibration.json before the next starts (timing last), so a run
 # stopped at the limit still leaves the tables of what ran (then --replot draws frontier.png from the JSON).
