@@ -40,6 +40,7 @@ from .frontier_search import (QUALITY, STEP_GRID, Candidate, front_line, parse_l
 from .stats import mean_ci, paired_diff_ci
 from .timing import round_robin
 
+MAX_WORKERS = 15  # a container may see all of its host's cores; more processes would only queue for pickling
 SEED_STRIDE = 100_003  # seed of (prompt p, seed s) = seed + s * SEED_STRIDE + p: no overlap for < 100k prompts
 SWAPS = {"direction": {"left": "right", "right": "left", "up": "down", "down": "up"},
          "speed": {"slow": "fast", "fast": "slow"}}
@@ -112,9 +113,9 @@ def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[di
 
 def clip_workers(workers: int = 0) -> ProcessPoolExecutor | None:
     """Processes for the per-clip fidelity measurement (single-threaded numpy): ``workers`` of them
-    (0: one per CPU core but one), or None for one. A fresh server process forks them, so none inherits this
-    process's CUDA state or thread pools."""
-    workers = workers or max(1, (os.cpu_count() or 1) - 1)
+    (0: one per CPU core this process may use but one, at most ``MAX_WORKERS``), or None for one. A fresh server
+    process forks them, so none inherits this process's CUDA state or thread pools."""
+    workers = workers or max(1, min(len(os.sched_getaffinity(0)) - 1, MAX_WORKERS))
     if workers == 1:
         return None
     ctx = multiprocessing.get_context("forkserver")
