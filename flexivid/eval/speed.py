@@ -45,6 +45,8 @@ class SuiteSettings:
     compile: bool = True
     kernel_cases: tuple = ("reference", "paper_video")
     kernel_repeats: int = 5
+    # the paper-size case: a full forward takes about a second on an H200, so graphed only, fewer repeats
+    large_kernel_repeats: int = 3
     budget_s: float = 330.0
     smoke: bool = False
     sampling: str = "auto"  # the pipeline's sampling under test ("graphed" exercises StepGraphs on the CPU)
@@ -193,11 +195,18 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
     return rows
 
 
-def kernels(s: SuiteSettings, case: str, log) -> dict:
-    """The kernel table of one case (``eval.kernels.KERNEL_CASES``): compiled and graphed on the GPU."""
+LARGE_KERNEL_CASES = ("paper_video",)
+
+
+def kernels(s: SuiteSettings, case: str, log, deadline: float | None = None) -> dict:
+    """The kernel table of one case (``eval.kernels.KERNEL_CASES``): compiled and graphed on the GPU (a large case:
+    graphed only, ``large_kernel_repeats`` after one warm-up); no row starts after ``deadline``."""
     from .kernels import run_cases
 
-    rows, peak = run_cases([case], ("eager",) if s.smoke else ("compiled", "graphed"), s.kernel_repeats, log=log)
+    large = case in LARGE_KERNEL_CASES
+    runs = ("eager",) if s.smoke else ("graphed",) if large else ("compiled", "graphed")
+    rows, peak = run_cases([case], runs, s.large_kernel_repeats if large else s.kernel_repeats, log=log,
+                           warmup=1 if large else 3, deadline=deadline)
     return {"peak_tflops": peak, "rows": [asdict(r) for r in rows]}
 
 
@@ -236,14 +245,16 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         compile_pipeline(pipe)
     pipe.sampling = s.sampling
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
-    # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority
+    # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority.
+    # A kernels section stops starting rows when the budget is spent, so the last one cannot overrun it.
+    deadline = start + s.budget_s
     sections = [("end_to_end", 0, lambda: end_to_end(pipe, s, log, partial_e2e)),
                 ("equivalence", 20, lambda: equivalence_section(pipe, s, log)),
                 ("busy", 30, lambda: busy(pipe, s, log)),
-                *[(f"kernels {c}", 90, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[:1]],
+                *[(f"kernels {c}", 60, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[:1]],
                 ("first_video", 100, lambda: first_video(s, log, timeout_s=left())),
-                ("equivalence_fp32", 60, lambda: equivalence_section(pipe, s, log, torch.float32)),
-                *[(f"kernels {c}", 100, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[1:]]]
+                ("equivalence_fp32", 50, lambda: equivalence_section(pipe, s, log, torch.float32)),
+                *[(f"kernels {c}", 45, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[1:]]]
 
     def write(final: bool) -> str:
         """speed.json / speed.md of everything so far: a run cut short keeps the sections it finished."""
@@ -255,7 +266,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
                                  "markdown": kernel_markdown(rows, env, kern[0]["peak_tflops"])}
         # the sampling actually used: names a capture failure if one happened
         report.update(sampling=pipe._sampling_name(), skipped=list(s.skipped), complete=final,
-                      suite_s=time.perf_counter() - start)
+                      suite_s=time.perf_counter() - start, section_s=dict(section_s))
         md = report_markdown(report)
         atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
         atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
@@ -265,6 +276,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         result["end_to_end"] = rows
         write(final=False)
 
+    section_s = {}
     for name, need, fn in sections:
         if s.sections and name.split()[0] not in s.sections:
             continue
@@ -272,11 +284,14 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
             s.skipped.append(f"{name}: {left():.0f} s of the {s.budget_s:.0f} s budget left, it needs ~{need} s")
             log(f"skipped {name}: time budget")
             continue
+        t0 = time.perf_counter()
+        log(f"[{t0 - start:6.1f} s] section {name}")
         try:
             result[name] = fn()
         except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' numbers
             s.skipped.append(f"{name}: failed with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"section {name} failed: {e!r}")
+        section_s[name] = time.perf_counter() - t0
         write(final=False)
     md = write(final=True)
     log(md)
@@ -298,7 +313,9 @@ def report_markdown(r: dict) -> str:
              *([] if r.get("complete", True) else ["**Partial: the run stopped before its last section.**", ""]),
              f"torch {env['torch']}, CUDA {env['cuda']}, Python {env['python']}; checkpoint `{st['checkpoint']}`; "
              f"sampling: {r['sampling']}, compile {'on' if st['compile'] else 'off'}; {st['repeats']} round-robin "
-             f"repeats after one warm-up, every schedule in one process; suite ran {r['suite_s']:.0f} s.", "",
+             f"repeats after one warm-up, every schedule in one process; suite ran {r['suite_s']:.0f} s"
+             + (" (" + ", ".join(f"{k} {v:.0f} s" for k, v in r.get("section_s", {}).items()) + ")"
+                if r.get("section_s") else "") + ".", "",
              f"Speed-up = median of `{base}` / median of the row (same batch, same run). FLOPs = the pipeline's count "
              f"(both guidance branches) over `{base}`'s. Efficiency = speed-up x FLOPs fraction: 1.0 means every FLOP "
              f"saved is time saved.", ""]
