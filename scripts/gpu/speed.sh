@@ -2,7 +2,7 @@
 # The speed suite on one GPU (one call, at most --budget seconds of suite, 380 by default, on an H200):
 # end-to-end speed-ups of the frontier's schedules against full@30 at batch 1 and 16 (round-robin, 5 repeats,
 # median/min/max), graphed vs eager-loop videos in bf16 and fp32 (the equivalence sections), GPU-busy share and
-# kernel count per call, and the kernel table at the reference and paper_video sizes, each with its plain-DiT
+# kernel count per call, kernels per captured step of each mode, and the kernel table at the reference and paper_video sizes, each with its plain-DiT
 # calibration row (tools/benchmark.py --suite speed). The paper-size rows start only while the budget lasts.
 #
 #   scripts/gpu/speed.sh --prepare                     # HERE (CPU): .gpu/speed_text_cache.safetensors (16 captions)
@@ -12,7 +12,7 @@
 #
 # Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default
 # .gpu/speed_text_cache.safetensors), --budget SECONDS (default 380), --sections LIST (default
-# "end_to_end equivalence busy kernels equivalence_fp32"; add first_video for time to first video), and anything
+# "end_to_end equivalence busy step_ops kernels equivalence_fp32"; add first_video for time to first video), and anything
 # after -- goes to tools/benchmark.py. Writes $OUT/speed.md, speed.json, speed.log and device.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 ckpt=checkpoints/flexivid-small
 cache=.gpu/speed_text_cache.safetensors
 budget=380
-sections="end_to_end equivalence busy kernels equivalence_fp32"
+sections="end_to_end equivalence busy step_ops kernels equivalence_fp32"
 smoke=0
 prepare=0
 extra=()
