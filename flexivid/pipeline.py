@@ -296,7 +296,7 @@ class VideoPipeline:
             text, mask = self.encode_prompt(r["prompts"])
         else:
             text, mask = self._check_embeds(prompt_embeds, prompt_mask)
-        text_lens = [int(n) for n in mask.sum(1)]
+        text_lens = mask.sum(1).tolist()  # one read-back for the batch, not one per prompt
         # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
         choice, reference_steps = None, r["steps"]
         if compute is not None:
