@@ -285,7 +285,7 @@ class FlexiVideoDiT(nn.Module):
             table = abs_pos_table(tuple(grid), scale, self.config.hidden_size, self.config.abs_pos, str(x.device))
             tokens = tokens + self.pos_embed(table.to(tokens.dtype))
         cos, sin = rope_tables(tuple(grid), scale, self.config.hidden_size // self.config.num_heads,
-                               self.config.rope_theta, str(x.device))
+                               self.config.rope_theta, str(x.device)).unbind(0)
         temb = self.t_embedder(timestep_embedding(t, 256).to(tokens.dtype))
         mod = self.t_block(temb).unflatten(1, (6, -1))  # (B, 6, D)
         if isinstance(text, TextContext):
