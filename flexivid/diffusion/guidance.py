@@ -75,9 +75,10 @@ class PromptText:
     """The text of one prompt batch in each layout a step's model call takes, each made once and reused by every step.
 
     Layouts: ``cond`` (the prompts), ``null`` (the unconditional rows, as ``text=None``), ``pair`` (the prompts, then
-    the same rows dropped to the null text: both CFG branches in one batched call), ``twice`` (the prompts twice). ``args(layout)`` gives the
-    ``(text, text_mask)`` arguments of the model call: a ``TextContext`` when the model has ``encode_text`` (its
-    caption MLP and cross-attention K/V then run once per layout, not once per step), else the tokens themselves.
+    the same rows dropped to the null text: both CFG branches in one batched call), ``twice`` (the prompts twice).
+    ``args(layout)`` gives the ``(text, text_mask)`` arguments of the model call: a ``TextContext`` when the model has
+    ``encode_text`` (its caption MLP and cross-attention K/V then run once per layout, not once per step), else the
+    tokens themselves.
     """
 
     def __init__(self, model, text: torch.Tensor, text_mask: torch.Tensor | None):
@@ -93,13 +94,15 @@ class PromptText:
         if layout not in ("pair", "twice"):
             raise ValueError(f"unknown text layout {layout!r}; allowed: cond, null, pair, twice")
         b = self.text.shape[0]
-        text2, mask2 = torch.cat([self.text, self.text]), None if self.mask is None else torch.cat([self.mask, self.mask])
+        text2 = torch.cat([self.text, self.text])
+        mask2 = None if self.mask is None else torch.cat([self.mask, self.mask])
         if layout == "twice":
             return text2, mask2
         drop = torch.arange(2 * b, device=self.text.device) >= b  # the second half becomes the null text
         return self.model.drop_text(text2, mask2, drop)
 
     def args(self, layout: str) -> tuple:
+        """The model call's ``(text, text_mask)`` for ``layout``, encoded on first use."""
         if layout not in self.cache:
             text, mask = self.tokens(layout)
             encode = getattr(self.model, "encode_text", None)
@@ -138,7 +141,7 @@ def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text, text_mask:
         return v[:b], v[b:]
     guide = "cond" if plan.guide_text else "null"
     if model.can_pack([plan.cond_mode, plan.guide_mode]):
-        # a packed row takes each request's tokens and packs their valid rows (eager only: it reads the lengths)
+        # one packed row re-encodes each request's valid text rows (eager only: it reads the lengths)
         return tuple(model.forward_packed([(x, t, *prompt.args("cond"), plan.cond_mode),
                                            (x, t, *prompt.args(guide), plan.guide_mode)]))
     return model(x, t, *prompt.args("cond"), plan.cond_mode), model(x, t, *prompt.args(guide), plan.guide_mode)

@@ -6,8 +6,8 @@ Timing follows the device method: warm-up first, CUDA events around the region, 
 counted separately), so TFLOP/s here use the same convention as the paper's 345-417 TFLOP/s figures.
 
 Each forward is a sampling step's: its prompt's text encoded beforehand (``encode_text``; the FLOPs still count the
-text side, a few tokens). It runs three ways: ``eager``; ``compiled`` (regional ``torch.compile`` of the blocks, the host
-launching every kernel); ``graphed`` (the compiled forward captured in one CUDA graph, so the row is GPU time with
+text side, a few tokens). It runs three ways: ``eager``; ``compiled`` (regional ``torch.compile`` of the blocks, the
+host launching every kernel); ``graphed`` (the compiled forward captured in one CUDA graph, so the row is GPU time with
 no host in the way; CUDA only). The ``plain`` row is facebookresearch/DiT's block (adaLN-Zero, self-attention,
 MLP; no RoPE, QK-norm or cross-attention) at the same width, depth, heads and token count: the figure a DiT trunk
 of this size reaches on this card, which the full mode is compared with.
