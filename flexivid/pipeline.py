@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .calibration import load_calibration
 from .config import AutoencoderConfig, ModelConfig, TextConfig
-from .diffusion.guidance import guided_velocity, s2_from_s1
+from .diffusion.guidance import PromptText, guided_velocity, s2_from_s1
 from .diffusion.scheduler import FlexiScheduler
 from .diffusion.schedules import FULL, PatchSchedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
@@ -296,7 +296,7 @@ class VideoPipeline:
             text, mask = self.encode_prompt(r["prompts"])
         else:
             text, mask = self._check_embeds(prompt_embeds, prompt_mask)
-        text_lens = [int(n) for n in mask.sum(1)]
+        text_lens = mask.sum(1).tolist()  # one read-back for the batch, not one per prompt
         # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
         choice, reference_steps = None, r["steps"]
         if compute is not None:
@@ -369,10 +369,11 @@ class VideoPipeline:
                 return self._graphs.sample(x, scheduler.sigmas, text, mask, scheduler.plans, scale)
             except GraphCaptureError as e:  # named in info["sampling"]; this and later calls run eagerly
                 warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
+        prompt = PromptText(self.model, text, mask)  # each text layout encoded once, on first use, for every step
         bar = tqdm(scheduler, desc=desc, disable=not progress, leave=False, total=len(scheduler))
         for t, plan in bar:
             bar.set_postfix(mode=plan.cond_mode if plan.guide_mode in (None, plan.cond_mode)
                             else f"{plan.cond_mode}/{plan.guide_mode}")
-            v = guided_velocity(self.model, x.to(self.dtype), t.expand(x.shape[0]), text, mask, plan, scale)
+            v = guided_velocity(self.model, x.to(self.dtype), t.expand(x.shape[0]), prompt, None, plan, scale)
             x = scheduler.step(v, t, x)
         return x

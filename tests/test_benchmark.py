@@ -201,6 +201,21 @@ def test_kernels_mode_writes_table(tmp_path):
     assert space["ratio_flops"] == pytest.approx(flops["coarse_space"] / flops["full"], rel=1e-9)
 
 
+def test_kernel_rows_stop_at_the_deadline():
+    """A kernel case under a time budget: no row starts after the deadline, and the plain calibration row is timed
+    right after full, so a cut run keeps the ratio the targets are stated in."""
+    import time
+
+    from flexivid.eval.kernels import run_cases
+
+    logs = []
+    rows, _ = run_cases(["tiny"], ("eager",), repeats=1, warmup=0, log=logs.append,
+                        deadline=time.perf_counter() - 1)
+    assert rows == [] and sum("skipped: past the time budget" in line for line in logs) == 4
+    rows, _ = run_cases(["tiny"], ("eager",), repeats=1, warmup=0, log=logs.append)
+    assert [r.mode for r in rows] == ["full", "plain", "coarse_time", "coarse_space"]
+
+
 def test_plain_stack_flops_match_torch_counter():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode

@@ -133,3 +133,21 @@ def test_cuda_graphs_equal_eager(schedule):
     graphed = _video(pipe, "graphed", "cuda", schedule=schedule)
     assert (graphed - eager).abs().max() <= 2e-2
     assert torch.equal(_video(pipe, "graphed", schedule=schedule), graphed)  # replay is deterministic
+
+
+@pytest.mark.slow
+def test_equivalence_check_runs_on_the_cpu():
+    """The speed suite's equivalence rows (eval.equivalence): on the CPU the step compiled with the eager backend and
+    the capture emulated by ``trace`` both give the eager loop's videos bit for bit, text encoded once per call."""
+    from flexivid.eval.equivalence import equivalence, equivalence_markdown
+
+    pipe = _pipe(lora=True)
+    pipe.compile_steps = "eager"
+    rows = equivalence(pipe, PROMPTS, [("interleaved:1:1", 4), ("full", 4)], log=lambda _: None)
+    assert [(r["schedule"], r["variant"]) for r in rows] == [
+        (s, v) for s in ("interleaved:1:1@4", "full@4", "full@1") for v in ("graphed, step compiled",
+                                                                             "graphed, step eager")]
+    assert all(r["bitwise"] and r["max_abs"] == 0 for r in rows), [(r["variant"], r["max_abs"]) for r in rows]
+    assert {r["backend"] for r in rows} == {"none", "trace"} and pipe.sampling == "auto"
+    assert "must be" not in "\n".join(equivalence_markdown(rows))
+    assert "must be" in "\n".join(equivalence_markdown([{**rows[1], "bitwise": False}]))

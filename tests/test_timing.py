@@ -1,7 +1,8 @@
 """eval.timing: round-robin order and statistics, the busy-interval union; eval.speed's schedule specs and report."""
 import pytest
 
-from flexivid.eval.speed import report_markdown, split_steps
+from flexivid.eval.speed import split_steps
+from flexivid.eval.speed_report import report_markdown
 from flexivid.eval.timing import Timing, _union_us, environment, round_robin
 
 

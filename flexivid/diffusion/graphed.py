@@ -2,8 +2,10 @@
 
 Each graph holds one whole denoising step: the guided model call (both guidance branches in one batched call when
 they share a mode), the guidance combine in float32 and the Euler update. All graphs of one shape share static
-buffers (latents, text tokens, mask, the step's ``(t, t_next)``) and update the latents in place, so a step costs
-the host one 8-byte copy and one graph launch, and consecutive steps pass nothing through the host.
+buffers (latents, text tokens, mask, the step's ``(t, t_next)``, the encoded text) and update the latents in place, so
+a step costs the host one 8-byte copy and one graph launch, and consecutive steps pass nothing through the host.
+The text side of the model (caption MLP, null rows, every block's cross-attention K/V: ``guidance.PromptText``) does
+not depend on the step: one more graph per shape encodes it once per call into the static buffers the steps read.
 
 Backends:
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .guidance import StepPlan, cfg, guided_velocity, s2_from_s1, weak_to_strong
+from .guidance import PromptText, StepPlan, cfg, guided_velocity, s2_from_s1, step_layouts, weak_to_strong
 
 BACKENDS = ("cuda", "trace", "none")
 
@@ -50,6 +52,12 @@ class _Buffers:
     text: torch.Tensor  # (B, L, Dt)
     mask: torch.Tensor  # (B, L) bool
     sig: torch.Tensor  # (2,) float32: this step's t and the next one
+    prompt: PromptText  # of text / mask: its encoded layouts are static too, refreshed once per call
+
+
+def _tensors(args: tuple) -> list[torch.Tensor]:
+    """The tensors of a model call's ``(text, text_mask)`` arguments (tokens or a ``TextContext``)."""
+    return [t for a in args if a is not None for t in ([a] if isinstance(a, torch.Tensor) else a.tensors())]
 
 
 class StepGraphs:
@@ -77,6 +85,7 @@ class StepGraphs:
         self.model, self.backend, self.warmup = model, backend, warmup
         self.buffers: dict[tuple, _Buffers] = {}
         self.graphs: dict[tuple, object] = {}  # (shape key, plan, scale) -> CUDAGraph replay | step callable
+        self.encoders: dict[tuple, object] = {}  # (shape key, text layouts) -> replay | callable (once per call)
         self.pool = torch.cuda.graph_pool_handle() if backend == "cuda" else None
         self.failed: str | None = None  # why capture failed (then callers fall back to the eager loop)
         self._step = self.step
@@ -90,14 +99,13 @@ class StepGraphs:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def velocity(self, x, t, text, mask, plan: StepPlan, scale: float) -> torch.Tensor:
+    def velocity(self, x, t, prompt: PromptText, plan: StepPlan, scale: float) -> torch.Tensor:
         """``guided_velocity``, except that two modes always run as two calls (a packed row needs the prompt lengths
         on the host)."""
         if plan.guide_mode in (None, plan.cond_mode):  # one batched call
-            return guided_velocity(self.model, x, t, text, mask, plan, scale)
-        v_cond = self.model(x, t, text, mask, plan.cond_mode).float()
-        guide = (text, mask) if plan.guide_text else (None, None)
-        v_guide = self.model(x, t, *guide, plan.guide_mode).float()
+            return guided_velocity(self.model, x, t, prompt, None, plan, scale)
+        v_cond = self.model(x, t, *prompt.args("cond"), plan.cond_mode).float()
+        v_guide = self.model(x, t, *prompt.args("cond" if plan.guide_text else "null"), plan.guide_mode).float()
         if plan.kind == "weak_to_strong":
             return weak_to_strong(v_guide, v_cond, s2_from_s1(scale))
         return cfg(v_guide, v_cond, scale)
@@ -105,32 +113,55 @@ class StepGraphs:
     def step(self, buf: _Buffers, plan: StepPlan, scale: float) -> None:
         """One denoising step on the static buffers: ``x <- x + (t_next - t) * v_guided(x, t)`` in float32."""
         t = buf.sig[0].expand(buf.x.shape[0])  # (B,)
-        v = self.velocity(buf.x.to(self.dtype), t, buf.text, buf.mask, plan, scale)
+        v = self.velocity(buf.x.to(self.dtype), t, buf.prompt, plan, scale)
         buf.x.copy_(buf.x + (buf.sig[1] - buf.sig[0]) * v)  # FlexiScheduler.step's update
 
     def _buffers(self, x, text, mask) -> tuple[tuple, _Buffers]:
         key = (tuple(x.shape), tuple(text.shape), text.dtype, x.device)
         if key not in self.buffers:
-            self.buffers[key] = _Buffers(torch.empty_like(x, dtype=torch.float32), torch.empty_like(text),
-                                         torch.empty_like(mask, dtype=torch.bool),
-                                         torch.empty(2, device=x.device, dtype=torch.float32))
+            text_buf, mask_buf = torch.empty_like(text), torch.empty_like(mask, dtype=torch.bool)
+            self.buffers[key] = _Buffers(torch.empty_like(x, dtype=torch.float32), text_buf, mask_buf,
+                                         torch.empty(2, device=x.device, dtype=torch.float32),
+                                         PromptText(self.model, text_buf, mask_buf))
         return key, self.buffers[key]
 
+    def encode(self, buf: _Buffers, layouts: tuple[str, ...]) -> None:
+        """Encode ``buf``'s text in ``layouts`` afresh and copy it into the static encodings the steps read."""
+        fresh = PromptText(self.model, buf.text, buf.mask)
+        for layout in layouts:
+            for dst, src in zip(_tensors(buf.prompt.args(layout)), _tensors(fresh.args(layout)), strict=True):
+                dst.copy_(src)
+
+    def _encoder(self, key: tuple, buf: _Buffers, layouts: tuple[str, ...]):
+        """The once-per-call text encoding of ``layouts`` (a graph on CUDA); the first one allocates the statics."""
+        if (key, layouts) not in self.encoders:
+            for layout in layouts:
+                buf.prompt.args(layout)  # eager: these tensors become the static encodings
+            fn = self.encode
+            if self.backend == "trace":
+                fn = torch.compile(self.encode, backend="eager", fullgraph=True, dynamic=False)
+            self.encoders[key, layouts] = self._capture(lambda: fn(buf, layouts))
+        return self.encoders[key, layouts]
+
     def _build(self, buf: _Buffers, plan: StepPlan, scale: float):
-        if self.backend == "none":
-            return lambda: self._step(buf, plan, scale)
         if self.backend == "trace":
             fn = torch.compile(self.step, backend="eager", fullgraph=True, dynamic=False)
             return lambda: fn(buf, plan, scale)
+        return self._capture(lambda: self._step(buf, plan, scale))
+
+    def _capture(self, fn):
+        """``fn`` (no arguments, static inputs and outputs) as a CUDA graph's replay on the ``cuda`` backend."""
+        if self.backend != "cuda":
+            return fn
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up: compiles, builds the per-shape RoPE tables, tunes kernels
             for _ in range(self.warmup):
-                self._step(buf, plan, scale)
+                fn()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            self._step(buf, plan, scale)
+            fn()
         return graph.replay
 
     def sample(self, x: torch.Tensor, sigmas: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
@@ -143,6 +174,14 @@ class StepGraphs:
         key, buf = self._buffers(x, text, mask)
         buf.text.copy_(text)
         buf.mask.copy_(mask)
+        layouts = tuple(sorted({layout for plan in steps_plan for layout in step_layouts(plan)}))
+        try:
+            self._encoder(key, buf, layouts)()  # the prompt's text work, once for every step of this call
+        except RuntimeError as e:
+            if self.backend != "cuda":
+                raise
+            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            raise GraphCaptureError(self.failed) from e
         pairs = torch.stack([sigmas[:-1], sigmas[1:]], dim=1).float()  # (steps, 2), once per call
         runs = []
         for i, plan in enumerate(steps_plan):

@@ -11,6 +11,8 @@ velocities as for the paper's epsilons:
 
 ``guided_velocity`` runs the two branch predictions as one batched call (same mode, the null text is a batch row),
 one packed row (different token counts on the same weights, ``FlexiVideoDiT.forward_packed``) or two calls.
+Its text is the prompt tokens, or a ``PromptText`` that encodes each branch layout's text once for a whole sampling
+loop (``model.encode_text``): the text side of every step then costs nothing.
 """
 from __future__ import annotations
 
@@ -69,32 +71,80 @@ def plan_step(cond_mode: str, guide_mode: str, modes: dict[str, tuple[int, int, 
     return StepPlan("cfg", cond_mode, guide_mode, False)
 
 
-def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
+class PromptText:
+    """The text of one prompt batch in each layout a step's model call takes, each made once and reused by every step.
+
+    Layouts: ``cond`` (the prompts), ``null`` (the unconditional rows, as ``text=None``), ``pair`` (the prompts, then
+    the same rows dropped to the null text: both CFG branches in one batched call), ``twice`` (the prompts twice).
+    ``args(layout)`` gives the ``(text, text_mask)`` arguments of the model call: a ``TextContext`` when the model has
+    ``encode_text`` (its caption MLP and cross-attention K/V then run once per layout, not once per step), else the
+    tokens themselves.
+    """
+
+    def __init__(self, model, text: torch.Tensor, text_mask: torch.Tensor | None):
+        self.model, self.text, self.mask = model, text, text_mask
+        self.cache: dict[str, tuple] = {}
+
+    def tokens(self, layout: str) -> tuple:
+        """``(text, text_mask)`` tokens of ``layout``, before any encoding."""
+        if layout == "cond":
+            return self.text, self.mask
+        if layout == "null":
+            return None, None
+        if layout not in ("pair", "twice"):
+            raise ValueError(f"unknown text layout {layout!r}; allowed: cond, null, pair, twice")
+        b = self.text.shape[0]
+        text2 = torch.cat([self.text, self.text])
+        mask2 = None if self.mask is None else torch.cat([self.mask, self.mask])
+        if layout == "twice":
+            return text2, mask2
+        drop = torch.arange(2 * b, device=self.text.device) >= b  # the second half becomes the null text
+        return self.model.drop_text(text2, mask2, drop)
+
+    def args(self, layout: str) -> tuple:
+        """The model call's ``(text, text_mask)`` for ``layout``, encoded on first use."""
+        if layout not in self.cache:
+            text, mask = self.tokens(layout)
+            encode = getattr(self.model, "encode_text", None)
+            if encode is not None:
+                rows = self.text.shape[0] * (2 if layout in ("pair", "twice") else 1)
+                text, mask = encode(text, mask, rows), None
+            self.cache[layout] = (text, mask)
+        return self.cache[layout]
+
+
+def step_layouts(plan: StepPlan) -> tuple[str, ...]:
+    """The text layouts the model calls of ``plan`` read (``PromptText``), for calls that run as one batch or two."""
+    if plan.guide_mode is None:
+        return ("cond",)
+    if plan.cond_mode == plan.guide_mode:
+        return ("twice",) if plan.guide_text else ("pair",)
+    return ("cond",) if plan.guide_text else ("cond", "null")
+
+
+def branch_predictions(model, x: torch.Tensor, t: torch.Tensor, text, text_mask: torch.Tensor | None,
                        plan: StepPlan) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(v_cond, v_guide)``, each ``(B, C, T, H, W)``; ``v_guide`` is None for ``cond_only``.
 
-    x: latents ``(B, C, T, H, W)`` in the model's dtype; t: ``(B,)`` or a scalar; text: prompt tokens ``(B, L, Dt)``;
-    text_mask: ``(B, L)`` bool. One mode in both branches: one call of batch 2B (the null text as rows). Two modes
-    that run the same weights (``model.can_pack``): one packed row. Otherwise two calls.
+    x: latents ``(B, C, T, H, W)`` in the model's dtype; t: ``(B,)`` or a scalar; text: prompt tokens ``(B, L, Dt)``
+    or a ``PromptText`` of them (then text_mask is None); text_mask: ``(B, L)`` bool. One mode in both branches: one
+    call of batch 2B (the null text as rows). Two modes that run the same weights (``model.can_pack``): one packed
+    row. Otherwise two calls.
     """
+    prompt = text if isinstance(text, PromptText) else PromptText(model, text, text_mask)
     if plan.guide_mode is None:
-        return model(x, t, text, text_mask, plan.cond_mode), None
+        return model(x, t, *prompt.args("cond"), plan.cond_mode), None
     if plan.cond_mode == plan.guide_mode:
         b = x.shape[0]
         t2 = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(b).repeat(2)
-        text2 = torch.cat([text, text])
-        mask2 = None if text_mask is None else torch.cat([text_mask, text_mask])
-        if not plan.guide_text:  # the second half becomes the null text, exactly as text=None would give
-            drop = torch.arange(2 * b, device=x.device) >= b
-            text2, mask2 = model.drop_text(text2, mask2, drop)
-        v = model(torch.cat([x, x]), t2, text2, mask2, plan.cond_mode)
+        v = model(torch.cat([x, x]), t2, *prompt.args(step_layouts(plan)[0]), plan.cond_mode)
         return v[:b], v[b:]
-    guide_text, guide_mask = (text, text_mask) if plan.guide_text else (None, None)
-    requests = [(x, t, text, text_mask, plan.cond_mode), (x, t, guide_text, guide_mask, plan.guide_mode)]
+    guide = "cond" if plan.guide_text else "null"
     if model.can_pack([plan.cond_mode, plan.guide_mode]):
-        v_cond, v_guide = model.forward_packed(requests)
-        return v_cond, v_guide
-    return model(*requests[0]), model(*requests[1])
+        # one packed row re-encodes each request's valid text rows (eager only: it reads the lengths)
+        return tuple(model.forward_packed([(x, t, *prompt.args("cond"), plan.cond_mode),
+                                           (x, t, *prompt.args(guide), plan.guide_mode)]))
+    return model(x, t, *prompt.args("cond"), plan.cond_mode), model(x, t, *prompt.args(guide), plan.guide_mode)
 
 
 def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,

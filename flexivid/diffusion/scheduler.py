@@ -3,8 +3,9 @@ which guidance run (a ``PatchSchedule`` turned into ``StepPlan``s).
 
     scheduler = FlexiScheduler(model.modes, shift=1.0)
     scheduler.set_timesteps(30, schedule="weak_first:coarse_time:10")
+    prompt = PromptText(model, text, mask)         # the text side of the model, encoded once for every step
     for t, plan in scheduler:                      # t: scalar timestep in (0, 1]; plan: guidance.StepPlan
-        v = guided_velocity(model, x, t.expand(len(x)), text, mask, plan, guidance_scale)
+        v = guided_velocity(model, x, t.expand(len(x)), prompt, None, plan, guidance_scale)
         x = scheduler.step(v, t, x)                # the scheduler tracks its own step index
 """
 from __future__ import annotations

@@ -5,8 +5,9 @@ Timing follows the device method: warm-up first, CUDA events around the region, 
 (full mode) measured in the same run on the same card. FLOPs come from ``flexivid.models.flops`` (mult and add
 counted separately), so TFLOP/s here use the same convention as the paper's 345-417 TFLOP/s figures.
 
-Each forward runs three ways: ``eager``; ``compiled`` (regional ``torch.compile`` of the blocks, the host
-launching every kernel); ``graphed`` (the compiled forward captured in one CUDA graph, so the row is GPU time with
+Each forward is a sampling step's: its prompt's text encoded beforehand (``encode_text``; the FLOPs still count the
+text side, a few tokens). It runs three ways: ``eager``; ``compiled`` (regional ``torch.compile`` of the blocks, the
+host launching every kernel); ``graphed`` (the compiled forward captured in one CUDA graph, so the row is GPU time with
 no host in the way; CUDA only). The ``plain`` row is facebookresearch/DiT's block (adaLN-Zero, self-attention,
 MLP; no RoPE, QK-norm or cross-attention) at the same width, depth, heads and token count: the figure a DiT trunk
 of this size reaches on this card, which the full mode is compared with.
@@ -128,20 +129,24 @@ class KernelRow:
     ratio_flops: float  # FLOPs / full FLOPs
 
 
-def _runner(fn, run: str):
+def _runner(fn, run: str, warmup: int = 3):
     if run == "graphed":
-        return graphed(fn)
+        return graphed(fn, warmup)
     return fn
 
 
 def kernel_table(preset: str, latent: tuple, modes: dict, batch: int = 2, text_len: int = 32,
                  runs: tuple = RUNS, dtype=torch.bfloat16, peak: float | None = None,
-                 repeats: int = 10, plain: bool = True, log=print) -> list[KernelRow]:
+                 repeats: int = 10, plain: bool = True, log=print, warmup: int = 3,
+                 deadline: float | None = None) -> list[KernelRow]:
     """Time one forward per mode for a preset with random weights, then the plain DiT stack (``plain``).
 
     Args:
         latent: ``(C, T, H, W)`` of one sample. modes: name -> patch; must include ``full``.
         runs: any of ``eager``, ``compiled``, ``graphed`` (``graphed`` is skipped without CUDA).
+        warmup: calls before timing (and before a graph capture). deadline: ``time.perf_counter()`` after which no
+            further row starts (rows not timed are logged as skipped); the plain row is timed right after ``full``
+            so a cut run still has its calibration.
     """
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     bad = set(runs) - set(RUNS)
@@ -187,15 +192,21 @@ def kernel_table(preset: str, latent: tuple, modes: dict, batch: int = 2, text_l
             compiled = True
         full_ms = None
         with torch.inference_mode():
-            for mode, patch in modes.items():
-                fn = _runner(lambda m=mode: model(x, t, text, mask, m), run)
-                sec = time_fn(fn, warmup=3, repeats=repeats)
+            ctx = model.encode_text(text, mask)  # the text side, once: as a sampler's steps run the model
+            order = ["full", *(["plain"] if stack is not None else []), *(m for m in modes if m != "full")]
+            for mode in order:
+                if deadline is not None and time.perf_counter() > deadline:
+                    log(f"{preset:12s} {mode:13s} {run:8s} skipped: past the time budget")
+                    continue
+                if mode == "plain":
+                    sec = time_fn(_runner(lambda: stack(xs, cs), run, warmup), warmup=warmup, repeats=repeats)
+                    add("plain", modes["full"], full_tokens, run, sec, plain_fl, full_ms)
+                    continue
+                fn = _runner(lambda m=mode: model(x, t, ctx, None, m), run, warmup)
+                sec = time_fn(fn, warmup=warmup, repeats=repeats)
                 full_ms = full_ms or sec * 1e3
-                add(mode, patch, model.num_tokens(mode, latent), run, sec,
-                    forward_flops(cfg, patch, latent, text_len, batch), full_ms)
-            if stack is not None:
-                sec = time_fn(_runner(lambda: stack(xs, cs), run), warmup=3, repeats=repeats)
-                add("plain", modes["full"], full_tokens, run, sec, plain_fl, full_ms)
+                add(mode, modes[mode], model.num_tokens(mode, latent), run, sec,
+                    forward_flops(cfg, modes[mode], latent, text_len, batch), full_ms)
     torch._dynamo.reset()
     del model, stack
     if dev == "cuda":
@@ -229,8 +240,10 @@ def weak_modes(base) -> dict:
     return {"full": tuple(base), **preset_modes(base)}
 
 
-def run_cases(cases, runs=RUNS, repeats: int = 10, log=print) -> tuple[list[KernelRow], float]:
-    """The kernel table of each named case in ``KERNEL_CASES``; returns ``(rows, measured peak TFLOP/s)``."""
+def run_cases(cases, runs=RUNS, repeats: int = 10, log=print, warmup: int = 3,
+              deadline: float | None = None) -> tuple[list[KernelRow], float]:
+    """The kernel table of each named case in ``KERNEL_CASES``; returns ``(rows, measured peak TFLOP/s)``.
+    ``warmup`` / ``deadline``: as ``kernel_table``."""
     unknown = [c for c in cases if c not in KERNEL_CASES]
     if unknown:
         raise ValueError(f"unknown kernel case(s) {unknown}; allowed: {', '.join(KERNEL_CASES)}")
@@ -241,7 +254,8 @@ def run_cases(cases, runs=RUNS, repeats: int = 10, log=print) -> tuple[list[Kern
     for name in cases:
         preset, latent, base, batch = KERNEL_CASES[name]
         rows += kernel_table(preset, latent, weak_modes(base), batch=batch, runs=tuple(runs),
-                             dtype=torch.bfloat16 if cuda else torch.float32, peak=peak, repeats=repeats, log=log)
+                             dtype=torch.bfloat16 if cuda else torch.float32, peak=peak, repeats=repeats, log=log,
+                             warmup=warmup, deadline=deadline)
     return rows, peak
 
 

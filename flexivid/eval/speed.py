@@ -20,18 +20,15 @@ from pathlib import Path
 import torch
 
 from ..fileio import atomic_write
-from .equivalence import equivalence_markdown
 from .kernels import KernelRow, kernel_markdown
-from .timing import busy_profile, environment, round_robin
+from .speed_report import report_markdown
+from .timing import busy_profile, environment, op_counts, round_robin
 
 # The frontier's schedules, SPEC@STEPS (no @: 30 steps). full@30 is the baseline of every ratio.
 SCHEDULES = ("full@30", "full@10", "full@6", "interleaved:20:6", "interleaved:10:3@20", "interleaved:8:3@15",
              "weak_first:coarse_space:20", "weak_first:coarse_time:20")
 SMOKE_SCHEDULES = ("full@6", "full@2", "interleaved:2:1@6", "weak_first:coarse_space:4@6")
-# The issue's targets: speed-up x FLOPs fraction (1 = a FLOP saved is time saved) per batch, and GPU busy at batch 1.
-EFFICIENCY_TARGET = {1: 0.75, 16: 0.85}
-SECTIONS = ("end_to_end", "equivalence", "busy", "kernels", "first_video", "equivalence_fp32")
-BUSY_TARGET = 0.80
+SECTIONS = ("end_to_end", "equivalence", "busy", "step_ops", "kernels", "first_video", "equivalence_fp32")
 
 
 @dataclass
@@ -45,6 +42,8 @@ class SuiteSettings:
     compile: bool = True
     kernel_cases: tuple = ("reference", "paper_video")
     kernel_repeats: int = 5
+    # the paper-size case: a full forward takes about a second on an H200, so graphed only, fewer repeats
+    large_kernel_repeats: int = 3
     budget_s: float = 330.0
     smoke: bool = False
     sampling: str = "auto"  # the pipeline's sampling under test ("graphed" exercises StepGraphs on the CPU)
@@ -150,6 +149,38 @@ def busy(pipe, s: SuiteSettings, log) -> dict:
     return out
 
 
+def step_ops(pipe, s: SuiteSettings, log) -> list[dict]:
+    """What one guided step of each mode (both branches in one call) and the once-per-call text encoding launch at
+    the smallest batch, as the pipeline runs them: CUDA kernels of the captured step on the GPU, aten ops of the
+    step function on the CPU (``timing.op_counts``; graphed sampling there runs the step eagerly)."""
+    from ..diffusion.guidance import plan_step
+
+    prompts, rows, sampling = prompt_list(pipe.text_encoder, s.batch_sizes[0]), [], pipe.sampling
+    try:
+        pipe.sampling = "graphed"
+        for mode in pipe.model.modes:
+            pipe(prompts, schedule=f"{mode}:1", steps=1, seed=0, progress=False)  # captures this mode's step
+            graphs = pipe._graphs
+            if graphs.failed:
+                raise RuntimeError(f"step ops need graphed sampling; capture failed: {graphs.failed}")
+            plan = plan_step(mode, mode, pipe.model.modes)
+            step = next(run for (key, p, _), run in graphs.graphs.items() if p == plan and key[0][0] == len(prompts))
+            todo = [(f"{mode} step (CFG, one call)", step)]
+            if not rows:
+                todo.append(("text encoding, once per call", next(
+                    run for (key, layouts), run in graphs.encoders.items()
+                    if layouts == ("pair",) and key[0][0] == len(prompts))))
+            for what, fn in todo:
+                with torch.inference_mode():  # the static buffers are inference tensors, as in the pipeline's call
+                    counts = op_counts(fn)
+                rows.append({"what": what, "batch": len(prompts), "backend": graphs.backend, **counts})
+                log(f"{what:36s} batch {len(prompts)}: {rows[-1]['kernels']} CUDA kernels, "
+                    f"{rows[-1]['aten_ops']} aten ops ({graphs.backend})")
+    finally:
+        pipe.sampling = sampling
+    return rows
+
+
 def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
     """Time to first video of ``tools/generate_video.py`` (its default schedule: full, 30 steps) in fresh processes:
     compile off; on with an empty compile cache (Inductor's on-disk cache emptied too); on again with the artifacts
@@ -193,11 +224,18 @@ def first_video(s: SuiteSettings, log, timeout_s: float = 240.0) -> list[dict]:
     return rows
 
 
-def kernels(s: SuiteSettings, case: str, log) -> dict:
-    """The kernel table of one case (``eval.kernels.KERNEL_CASES``): compiled and graphed on the GPU."""
+LARGE_KERNEL_CASES = ("paper_video",)
+
+
+def kernels(s: SuiteSettings, case: str, log, deadline: float | None = None) -> dict:
+    """The kernel table of one case (``eval.kernels.KERNEL_CASES``): compiled and graphed on the GPU (a large case:
+    graphed only, ``large_kernel_repeats`` after one warm-up); no row starts after ``deadline``."""
     from .kernels import run_cases
 
-    rows, peak = run_cases([case], ("eager",) if s.smoke else ("compiled", "graphed"), s.kernel_repeats, log=log)
+    large = case in LARGE_KERNEL_CASES
+    runs = ("eager",) if s.smoke else ("graphed",) if large else ("compiled", "graphed")
+    rows, peak = run_cases([case], runs, s.large_kernel_repeats if large else s.kernel_repeats, log=log,
+                           warmup=1 if large else 3, deadline=deadline)
     return {"peak_tflops": peak, "rows": [asdict(r) for r in rows]}
 
 
@@ -236,14 +274,17 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         compile_pipeline(pipe)
     pipe.sampling = s.sampling
     result = {"environment": env, "settings": {k: v for k, v in asdict(s).items() if k != "skipped"}}
-    # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority
+    # (name, seconds it needs on an H200, compiles included: a rough guess that decides skipping), by priority.
+    # A kernels section stops starting rows when the budget is spent, so the last one cannot overrun it.
+    deadline = start + s.budget_s
     sections = [("end_to_end", 0, lambda: end_to_end(pipe, s, log, partial_e2e)),
                 ("equivalence", 20, lambda: equivalence_section(pipe, s, log)),
                 ("busy", 30, lambda: busy(pipe, s, log)),
-                *[(f"kernels {c}", 90, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[:1]],
+                ("step_ops", 5, lambda: step_ops(pipe, s, log)),
+                *[(f"kernels {c}", 60, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[:1]],
                 ("first_video", 100, lambda: first_video(s, log, timeout_s=left())),
-                ("equivalence_fp32", 60, lambda: equivalence_section(pipe, s, log, torch.float32)),
-                *[(f"kernels {c}", 100, lambda c=c: kernels(s, c, log)) for c in s.kernel_cases[1:]]]
+                ("equivalence_fp32", 50, lambda: equivalence_section(pipe, s, log, torch.float32)),
+                *[(f"kernels {c}", 45, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[1:]]]
 
     def write(final: bool) -> str:
         """speed.json / speed.md of everything so far: a run cut short keeps the sections it finished."""
@@ -255,7 +296,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
                                  "markdown": kernel_markdown(rows, env, kern[0]["peak_tflops"])}
         # the sampling actually used: names a capture failure if one happened
         report.update(sampling=pipe._sampling_name(), skipped=list(s.skipped), complete=final,
-                      suite_s=time.perf_counter() - start)
+                      suite_s=time.perf_counter() - start, section_s=dict(section_s))
         md = report_markdown(report)
         atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
         atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(md))
@@ -265,6 +306,7 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
         result["end_to_end"] = rows
         write(final=False)
 
+    section_s = {}
     for name, need, fn in sections:
         if s.sections and name.split()[0] not in s.sections:
             continue
@@ -272,135 +314,15 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
             s.skipped.append(f"{name}: {left():.0f} s of the {s.budget_s:.0f} s budget left, it needs ~{need} s")
             log(f"skipped {name}: time budget")
             continue
+        t0 = time.perf_counter()
+        log(f"[{t0 - start:6.1f} s] section {name}")
         try:
             result[name] = fn()
         except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' numbers
             s.skipped.append(f"{name}: failed with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"section {name} failed: {e!r}")
+        section_s[name] = time.perf_counter() - t0
         write(final=False)
     md = write(final=True)
     log(md)
     return result
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
-
-
-def _mark(ok: bool) -> str:
-    return "yes" if ok else "**no**"
-
-
-def report_markdown(r: dict) -> str:
-    env, st = r["environment"], r["settings"]
-    base = st["schedules"][0]
-    lines = [f"# Speed suite: {env['device']}", "",
-             *([] if r.get("complete", True) else ["**Partial: the run stopped before its last section.**", ""]),
-             f"torch {env['torch']}, CUDA {env['cuda']}, Python {env['python']}; checkpoint `{st['checkpoint']}`; "
-             f"sampling: {r['sampling']}, compile {'on' if st['compile'] else 'off'}; {st['repeats']} round-robin "
-             f"repeats after one warm-up, every schedule in one process; suite ran {r['suite_s']:.0f} s.", "",
-             f"Speed-up = median of `{base}` / median of the row (same batch, same run). FLOPs = the pipeline's count "
-             f"(both guidance branches) over `{base}`'s. Efficiency = speed-up x FLOPs fraction: 1.0 means every FLOP "
-             f"saved is time saved.", ""]
-    for bs, rows in r.get("end_to_end", {}).items():
-        target = EFFICIENCY_TARGET.get(int(bs))
-        lines += [f"## End to end, batch {bs}", "",
-                  "| schedule | FLOPs vs " + base + " | median ms | min ms | max ms | speed-up | efficiency |"
-                  + (f" efficiency >= {target} |" if target else ""),
-                  "|---|---|---|---|---|---|---|" + ("---|" if target else "")]
-        for row in rows:
-            if "error" in row:
-                frac = "-" if row["flops_vs_base"] is None else f"{row['flops_vs_base']:.3f}"
-                lines.append(f"| {row['schedule']} | {frac} | failed: {row['error'][:120]} |")
-                continue
-            ok = "" if not target or "eager" in row["schedule"] or row["schedule"] == base else \
-                f" {_mark(row['efficiency'] >= target)} |"
-            lines.append(f"| {row['schedule']} | {row['flops_vs_base']:.3f} | {row['median_ms']:.1f} | "
-                         f"{row['min_ms']:.1f} | {row['max_ms']:.1f} | {row['speedup']:.2f}x | "
-                         f"{row['efficiency']:.2f} |" + (ok or (" - |" if target else "")))
-        flexi = [x for x in rows if not x["schedule"].startswith("full") and x["flops_vs_base"] <= 0.33
-                 and "error" not in x]
-        if flexi:
-            best = max(flexi, key=lambda x: x["speedup"])
-            goal = {1: 2.5, 16: 3.0}.get(int(bs))
-            verdict = f" (target >= {goal}x: {_mark(best['speedup'] >= goal)})" if goal else ""
-            lines += ["", f"Best FlexiDiT schedule at <= 0.33 of the FLOPs: `{best['schedule']}`, "
-                          f"{best['speedup']:.2f}x{verdict}."]
-        lines.append("")
-    eq = [*r.get("equivalence", []), *r.get("equivalence_fp32", [])]
-    if eq:
-        lines += ["## Graphed sampling vs the eager loop (same prompts, seeds and noise)", "",
-                  "`step compiled` is what `--compile on` runs (Inductor fuses the step's element-wise work, so its "
-                  "roundings differ); `step eager` captures the eager loop's own kernels; `full@1` is one Euler "
-                  "step from pure noise, so its difference is the velocity difference at step 0.", ""]
-        lines += equivalence_markdown(eq) + [""]
-    if "busy" in r:
-        timed = {(bs, x["schedule"]): x.get("median_ms") for bs, rows in r.get("end_to_end", {}).items() for x in rows}
-        lines += ["## Where the time goes (torch.profiler, one call each)", "",
-                  "GPU busy = union of the kernel intervals of one profiled call. The profiler adds host work per "
-                  "kernel, so its own wall-clock overstates the host's share; `busy / timed` divides the same GPU "
-                  "time by the unprofiled median of the end-to-end table.", "",
-                  "| batch | schedule | profiled wall ms | GPU busy ms | busy % (profiled) | busy / timed | kernels |",
-                  "|---|---|---|---|---|---|---|"]
-        for bs, rows in r["busy"].items():
-            for x in rows:
-                t = timed.get((bs, x["schedule"]))
-                lines.append(f"| {bs} | {x['schedule']} | {x['wall_ms']:.1f} | {x['gpu_busy_ms']:.1f} | "
-                             f"{_pct(x['busy_fraction'])} | {_pct(x['gpu_busy_ms'] / t if t else None)} | "
-                             f"{x['kernels']} |")
-        b1 = next((x for x in r["busy"].get("1", []) if x["schedule"] == base), None)
-        if b1 and b1["busy_fraction"] is not None and env["cuda"]:
-            lines += ["", f"`{base}` at batch 1 keeps the GPU busy {100 * b1['busy_fraction']:.0f}% of its wall-clock "
-                          f"(target >= {BUSY_TARGET:.0%}: {_mark(b1['busy_fraction'] >= BUSY_TARGET)})."]
-        lines += [""] + fixed_cost_lines(r.get("end_to_end", {}))
-        lines.append("")
-    if "first_video" in r:
-        lines += ["## Time to first video (`tools/generate_video.py`, default schedule, fresh process each)", "",
-                  "In-process: from the script's start (imports included) to the first video in memory; process: "
-                  "the whole command, interpreter start-up included.", "",
-                  "| run | first video s | process s | exit |", "|---|---|---|---|"]
-        for x in r["first_video"][:-1]:
-            first = f"{x['first_video_s']:.1f}" if x["first_video_s"] is not None else "-"
-            lines.append(f"| {x['run']} | {first} | {x['process_wall_s']:.1f} | {x['rc']} |")
-        lines += ["", f"The cold run wrote {r['first_video'][-1]['bytes'] / 1e6:.1f} MB of cache artifacts; the third "
-                      f"run started with an empty Inductor cache directory and loaded only that file.", ""]
-    if "kernels" in r:
-        lines += ["## Kernel table", "", r["kernels"]["markdown"], kernel_verdicts(r["kernels"]["rows"]), ""]
-    if r["skipped"]:
-        lines += ["## Skipped or failed", ""] + [f"- {x}" for x in r["skipped"]] + [""]
-    return "\n".join(lines)
-
-
-def fixed_cost_lines(e2e: dict) -> list[str]:
-    """Per-call fixed cost and per-step cost of the full mode, fitted from full@30 and full@10 of the same run:
-    ``T(n) = F + n * S``. F (checking, FLOPs bookkeeping, noise, decode, copy back) weighs on short schedules."""
-    out = []
-    for bs, rows in e2e.items():
-        t = {x["schedule"]: x.get("median_ms") for x in rows}
-        if t.get("full@30") and t.get("full@10"):
-            step = (t["full@30"] - t["full@10"]) / 20
-            out.append(f"- batch {bs}: a full step costs {step:.2f} ms, the call around the steps "
-                       f"{t['full@30'] - 30 * step:.2f} ms (fit of full@30 and full@10).")
-    return out
-
-
-def kernel_verdicts(rows: list[dict]) -> str:
-    """The issue's kernel targets, read off the best run (graphed if present) of each preset."""
-    out = []
-    for preset in dict.fromkeys(x["preset"] for x in rows):
-        mine = [x for x in rows if x["preset"] == preset]
-        run = "graphed" if any(x["run"] == "graphed" for x in mine) else mine[-1]["run"]
-        by_mode = {x["mode"]: x for x in mine if x["run"] == run}
-        full, plain, cs = by_mode.get("full"), by_mode.get("plain"), by_mode.get("coarse_space")
-        if full and plain:
-            rel = full["tflops"] / plain["tflops"]
-            out.append(f"- {preset} ({run}): full {full['tflops']:.0f} TFLOP/s = {rel:.2f} of the plain DiT stack "
-                       f"({plain['tflops']:.0f})" + (f"; target >= 420 TFLOP/s: {_mark(full['tflops'] >= 420)}"
-                                                     if preset == "reference" else
-                                                     f"; target >= 0.95: {_mark(rel >= 0.95)}"))
-        if cs:
-            k = cs["ratio_time"] / cs["ratio_flops"]
-            out.append(f"- {preset} ({run}): coarse_space time ratio {cs['ratio_time']:.3f} vs FLOPs ratio "
-                       f"{cs['ratio_flops']:.3f} = {k:.2f}x" + (f"; target <= 1.3x: {_mark(k <= 1.3)}"
-                                                                if preset == "reference" else ""))
-    return "\n".join(out)

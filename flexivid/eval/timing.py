@@ -5,7 +5,7 @@ captures graphs), then repeats rounds of one call each, in turn, so clock or the
 Each call is bracketed by device synchronisation; the numbers are seconds of end-to-end wall-clock.
 
 ``busy_profile(fn)`` profiles one call with ``torch.profiler`` and splits its wall-clock into time the GPU was busy
-(the union of kernel intervals) and time it waited for the host.
+(the union of kernel intervals) and time it waited for the host; ``op_counts(fn)`` counts what one call launches.
 """
 from __future__ import annotations
 
@@ -134,3 +134,21 @@ def busy_profile(fn: Callable[[], object]) -> dict:
     frac = busy_ms / (wall * 1e3) if kernels or not cuda else None
     return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy_ms, "busy_fraction": frac,
             "host_ops_ms": host_ops / 1e3, "kernels": len(kernels)}
+
+
+def op_counts(fn: Callable[[], object]) -> dict:
+    """What one call of ``fn`` launches (after one unprofiled warm-up call): ``kernels`` (CUDA kernels, those of a graph
+    replay included; 0 on the CPU) and ``aten_ops`` (top-level aten ops the host dispatched; a replay has none)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    fn()
+    synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        fn()
+        synchronize()
+    events = prof.events()
+    kernels = sum(getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA for e in events)
+    top = sum(e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+              for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CPU)
+    return {"kernels": kernels, "aten_ops": top}

@@ -85,8 +85,17 @@ class Segments:
     kv_seqlens: list[int]
 
 
-def attention(q, k, v, kv_mask: torch.Tensor | None = None, backend: str = "sdpa") -> torch.Tensor:
+def sdpa_bias(kv_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Padding mask ``(B, L)`` bool -> additive SDPA mask ``(B, 1, 1, L)`` (0 keep, -inf drop), made as SDPA makes it
+    from a bool mask, so passing it gives the same numbers without converting on every call."""
+    bias = torch.zeros(kv_mask.shape, dtype=dtype, device=kv_mask.device).masked_fill_(~kv_mask, float("-inf"))
+    return bias[:, None, None, :]
+
+
+def attention(q, k, v, kv_mask: torch.Tensor | None = None, backend: str = "sdpa",
+              kv_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Dense attention. ``q (B, N, H, Dh)``, ``k, v (B, L, H, Dh)``, optional ``kv_mask (B, L)`` bool (True = keep).
+    ``kv_bias``: ``sdpa_bias(kv_mask)`` computed once by the caller; SDPA uses it instead of converting the mask.
 
     Returns ``(B, N, H, Dh)``.
     """
@@ -102,7 +111,7 @@ def attention(q, k, v, kv_mask: torch.Tensor | None = None, backend: str = "sdpa
         kk, vv = k.reshape(-1, *k.shape[2:])[keep][None], v.reshape(-1, *v.shape[2:])[keep][None]
         out = packed_attention(q.reshape(1, b * n, *q.shape[2:]), kk, vv, Segments([n] * b, lens), "xformers")
         return out.reshape(b, n, *q.shape[2:])
-    mask = None if kv_mask is None else kv_mask[:, None, None, :]
+    mask = kv_bias if kv_bias is not None else None if kv_mask is None else kv_mask[:, None, None, :]
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return out.transpose(1, 2)
 

@@ -7,6 +7,8 @@ MLP. Only the tokenizer, de-tokenizer and a zero-initialised mode embedding depe
 
 ``model(x (B, C, T, H, W), t (B,), text (B, L, Dt) | None, text_mask (B, L) | None, mode="full")``
 returns the velocity ``(B, C, T, H, W)``. ``text=None`` is the unconditional (classifier-free guidance) branch.
+``text`` may also be a ``TextContext`` from ``model.encode_text(text, text_mask)``: the caption MLP and every block's
+cross-attention K/V computed once, for a sampler that calls the model many times with the same prompts.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..presets import apply_preset
-from .attention import Segments, attention, packed_attention, resolve_backend
+from .attention import Segments, attention, packed_attention, resolve_backend, sdpa_bias
 from .modes import FULL, ModeAdapters, ModeSpec
 from .patching import FlexiDeEmbed, FlexiPatchEmbed, check_divisible
 from .positions import abs_pos_table, apply_rope, rope_tables
@@ -42,8 +44,25 @@ class AttnContext:
 
     backend: str
     text_mask: torch.Tensor | None = None  # dense: (B, L) bool
+    text_bias: torch.Tensor | None = None  # dense: (B, 1, 1, L) additive SDPA mask of text_mask
     self_segments: Segments | None = None  # packed
     cross_segments: Segments | None = None  # packed
+
+
+@dataclass
+class TextContext:
+    """What cross-attention reads from the prompts, from ``FlexiVideoDiT.encode_text``: it depends on neither t nor x,
+    so a sampler computes it once per call. Cross-attention has no per-mode adapter, so one context serves every mode
+    and every (merged) block stack."""
+
+    text: torch.Tensor  # (B, L, D) the caption MLP's output (a packed row re-encodes its valid tokens)
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block: K after QK-norm, V; each (B, L, H, Dh)
+    mask: torch.Tensor  # (B, L) bool, True = attend
+    bias: torch.Tensor  # (B, 1, 1, L) the same mask as an additive SDPA mask (0 / -inf) in the model dtype
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor, in a fixed order (a captured sampler copies a fresh context into static ones)."""
+        return [self.text, self.mask, self.bias, *(t for kv in self.kv for t in kv)]
 
 
 class SelfAttention(nn.Module):
@@ -77,14 +96,19 @@ class CrossAttention(nn.Module):
         self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
 
-    def forward(self, x, text, ctx: AttnContext):
-        q = self.q_norm(rearrange(self.q(x), "b n (h d) -> b n h d", h=self.heads))
+    def encode(self, text):
+        """Projected text ``(B, L, D)`` -> ``(K, V)``, each ``(B, L, H, Dh)``: the prompt-only half of the layer."""
         k, v = rearrange(self.kv(text), "b l (two h d) -> two b l h d", two=2, h=self.heads)
-        k = self.k_norm(k)
+        return self.k_norm(k), v
+
+    def forward(self, x, kv, ctx: AttnContext):
+        """x (B, N, D); kv from ``encode``."""
+        q = self.q_norm(rearrange(self.q(x), "b n (h d) -> b n h d", h=self.heads))
+        k, v = kv
         if ctx.cross_segments is not None:
             out = packed_attention(q, k, v, ctx.cross_segments, ctx.backend)
         else:
-            out = attention(q, k, v, kv_mask=ctx.text_mask, backend=ctx.backend)
+            out = attention(q, k, v, kv_mask=ctx.text_mask, backend=ctx.backend, kv_bias=ctx.text_bias)
         return self.proj(out.flatten(2))
 
 
@@ -115,11 +139,11 @@ class DiTBlock(nn.Module):
         table[5].zero_()  # gate_mlp
         self.scale_shift_table = nn.Parameter(table)
 
-    def forward(self, x, mod, rope, text, ctx: AttnContext):
-        """x (B, N, D); mod (B, 1 or N, 6, D) from the timestep; rope cos/sin (N, Dh/2); text (B, L, D)."""
+    def forward(self, x, mod, rope, kv, ctx: AttnContext):
+        """x (B, N, D); mod (B, 1 or N, 6, D) from the timestep; rope cos/sin (N, Dh/2); kv this block's text K/V."""
         sh1, sc1, g1, sh2, sc2, g2 = (self.scale_shift_table + mod).unbind(2)
         x = x + g1 * self.attn(self.norm1(x) * (1 + sc1) + sh1, rope, ctx)
-        x = x + self.cross_attn(self.norm_cross(x), text, ctx)
+        x = x + self.cross_attn(self.norm_cross(x), kv, ctx)
         return x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
 
 
@@ -228,13 +252,14 @@ class FlexiVideoDiT(nn.Module):
             for blk in blocks:
                 blk.compile(backend=backend, dynamic=False, **kw)
 
-    def _blocks_forward(self, x, mod, rope, text, ctx: AttnContext, blocks: nn.ModuleList):
-        for blk in blocks:
-            x = blk(x, mod, rope, text, ctx)
+    def _blocks_forward(self, x, mod, rope, kvs, ctx: AttnContext, blocks: nn.ModuleList):
+        for blk, kv in zip(blocks, kvs, strict=True):
+            x = blk(x, mod, rope, kv, ctx)
         return x
 
     # ---------------------------------------------------------------------------------------------- forward
     def forward(self, x, t, text=None, text_mask=None, mode: str = "full"):
+        """See the module docstring; ``text`` is tokens ``(B, L, Dt)``, None (null text) or a ``TextContext``."""
         return self._run([(x, t, text, text_mask, mode)], pack=False)[0]
 
     def forward_packed(self, requests):
@@ -260,12 +285,30 @@ class FlexiVideoDiT(nn.Module):
             table = abs_pos_table(tuple(grid), scale, self.config.hidden_size, self.config.abs_pos, str(x.device))
             tokens = tokens + self.pos_embed(table.to(tokens.dtype))
         cos, sin = rope_tables(tuple(grid), scale, self.config.hidden_size // self.config.num_heads,
-                               self.config.rope_theta, str(x.device))
+                               self.config.rope_theta, str(x.device)).unbind(0)
         temb = self.t_embedder(timestep_embedding(t, 256).to(tokens.dtype))
         mod = self.t_block(temb).unflatten(1, (6, -1))  # (B, 6, D)
-        text, text_mask = self._text(text, text_mask, b, x.device, tokens.dtype)
-        return dict(tokens=tokens, grid=grid, rope=(cos, sin), temb=temb, mod=mod, text=self.text_proj(text),
-                    text_mask=text_mask, mode=mode, b=b)
+        if isinstance(text, TextContext):
+            if text_mask is not None:
+                raise ValueError("text_mask goes with text tokens; a TextContext carries its own mask (pass None)")
+            if text.mask.shape[0] != b:
+                raise ValueError(f"the TextContext has {text.mask.shape[0]} rows but the latents have {b}; encode_text "
+                                 f"the prompts of this batch")
+        else:
+            text = self.encode_text(text, text_mask, b, tokens.dtype)
+        return dict(tokens=tokens, grid=grid, rope=(cos, sin), temb=temb, mod=mod, text=text, mode=mode, b=b)
+
+    def encode_text(self, text=None, text_mask=None, batch: int | None = None, dtype=None) -> TextContext:
+        """Prompt tokens ``text (B, L, Dt)`` with ``text_mask (B, L)`` (``None``: the null text of ``batch`` rows) ->
+        the ``TextContext`` every block's cross-attention reads: caption MLP, then each block's K/V. ``dtype``: the
+        compute dtype (default: the model's)."""
+        if text is None and batch is None:
+            raise ValueError("encode_text(None) needs batch=, the number of null-text rows")
+        dtype = dtype or self.null_text.dtype
+        b = batch if text is None else text.shape[0]
+        text, mask = self._text(text, text_mask, b, self.null_text.device, dtype)
+        y = self.text_proj(text)  # (B, L, D)
+        return TextContext(y, [blk.cross_attn.encode(y) for blk in self.blocks], mask, sdpa_bias(mask, y.dtype))
 
     def drop_text(self, text, text_mask, drop):
         """Replace the text of samples where ``drop (B,)`` is True by the null embedding (caption dropout).
@@ -304,11 +347,11 @@ class FlexiVideoDiT(nn.Module):
         shift, scale = (self.final_table + temb[:, :, None]).unbind(2)
         return self.norm_final(x) * (1 + scale) + shift
 
-    def _stack(self, x, mod, rope, text, ctx: AttnContext, mode: str):
+    def _stack(self, x, mod, rope, kvs, ctx: AttnContext, mode: str):
         """All blocks of ``mode`` (``mode_adapters.blocks_for``): ``x (B, N, D)`` -> ``(B, N, D)``, through the
-        compiled stack when ``compile_blocks`` made one."""
+        compiled stack when ``compile_blocks`` made one; ``kvs``: each block's text K/V (``TextContext.kv``)."""
         self.mode_adapters.activate(mode)
-        return (self._trunk or self._blocks_forward)(x, mod, rope, text, ctx, self.mode_adapters.blocks_for(mode))
+        return (self._trunk or self._blocks_forward)(x, mod, rope, kvs, ctx, self.mode_adapters.blocks_for(mode))
 
     def can_pack(self, modes) -> bool:
         """Whether requests in ``modes`` may share one packed row: only when they run the same block weights."""
@@ -324,12 +367,12 @@ class FlexiVideoDiT(nn.Module):
         if not pack or len(preps) == 1 and preps[0]["b"] == 1:
             outs = []
             for p in preps:
-                ctx = AttnContext(backend, text_mask=p["text_mask"])
-                x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"], ctx, p["mode"])
+                ctx = AttnContext(backend, text_mask=p["text"].mask, text_bias=p["text"].bias)
+                x = self._stack(p["tokens"], p["mod"][:, None], p["rope"], p["text"].kv, ctx, p["mode"])
                 x = self._final(x, p["temb"][:, None])
                 outs.append(self.deembed(x, p["mode"], p["grid"], self.modes[p["mode"]]))
             return outs
-        # Packed row: every sample of every request becomes one segment.
+        # Packed row: every sample of every request becomes one segment; its text keys are its valid tokens.
         xs, mods, temb, cos, sin, texts, q_lens, kv_lens = [], [], [], [], [], [], [], []
         for p in preps:
             n = p["tokens"].shape[1]
@@ -339,13 +382,15 @@ class FlexiVideoDiT(nn.Module):
                 temb.append(p["temb"][i:i + 1].expand(n, -1))
                 cos.append(p["rope"][0])
                 sin.append(p["rope"][1])
-                valid = p["text"][i][p["text_mask"][i]]
+                valid = p["text"].text[i][p["text"].mask[i]]
                 texts.append(valid)
                 q_lens.append(n)
                 kv_lens.append(valid.shape[0])
+        text = torch.cat(texts)[None]  # (1, sum L_valid, D)
+        kvs = [blk.cross_attn.encode(text) for blk in self.blocks]
         ctx = AttnContext(backend, self_segments=Segments(q_lens, q_lens), cross_segments=Segments(q_lens, kv_lens))
-        x, mod, text = torch.cat(xs)[None], torch.cat(mods)[None], torch.cat(texts)[None]
-        x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), text, ctx, preps[0]["mode"])
+        x, mod = torch.cat(xs)[None], torch.cat(mods)[None]
+        x = self._stack(x, mod, (torch.cat(cos), torch.cat(sin)), kvs, ctx, preps[0]["mode"])
         x = self._final(x, torch.cat(temb)[None])[0].split(q_lens)
         outs, k = [], 0
         for p in preps:

@@ -54,16 +54,23 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.to(x.dtype)
 
 
-@functools.lru_cache(maxsize=64)
+@torch.compiler.assume_constant_result
 def rope_tables(grid: tuple[int, int, int], scale: tuple[int, int, int], head_dim: int, theta: float,
-                device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached cos/sin tables ``(N, head_dim // 2)`` for a token grid: built once per (mode, shape, device) instead of on
-    every forward (a sampler calls the model with the same few shapes many times).
+                device: str) -> torch.Tensor:
+    """Cached cos/sin tables of a token grid, stacked ``(2, N, head_dim // 2)`` (``cos, sin = table.unbind(0)``):
+    built once per (mode, shape, device) instead of on every forward (a sampler calls the model with the same few
+    shapes many times). A function of its arguments only, so ``torch.compile`` takes the table as a constant of the
+    graph instead of tracing its construction into every step (Dynamo does not see through the cache).
 
     Built outside inference mode so a table first made while sampling can still be used in training.
     """
+    return _rope_tables(grid, scale, head_dim, theta, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _rope_tables(grid, scale, head_dim, theta, device):
     with torch.inference_mode(False), torch.no_grad():
-        return rope_angles(token_coordinates(grid, scale, torch.device(device)), head_dim, theta)
+        return torch.stack(rope_angles(token_coordinates(grid, scale, torch.device(device)), head_dim, theta))
 
 
 def sincos_embedding(pos: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -74,14 +81,20 @@ def sincos_embedding(pos: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
 
-@functools.lru_cache(maxsize=64)
+@torch.compiler.assume_constant_result
 def abs_pos_table(grid: tuple[int, int, int], scale: tuple[int, int, int], dim: int, axes: str,
                   device: str) -> torch.Tensor:
-    """Fixed absolute position embedding ``(N, dim)`` of a token grid at base-grid coordinates (patch centres).
+    """Fixed absolute position embedding ``(N, dim)`` of a token grid at base-grid coordinates (patch centres),
+    cached and a compile-time constant as ``rope_tables``.
 
     ``axes="t"``: every channel encodes the frame coordinate; ``"thw"``: channels split over (t, h, w) as
     ``axis_dims``. RoPE alone makes attention depend on relative offsets only; this tells each token where it is.
     """
+    return _abs_pos_table(grid, scale, dim, axes, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _abs_pos_table(grid, scale, dim, axes, device):
     if dim % 2:
         raise ValueError(f"absolute position embedding needs an even hidden size, got {dim}")
     with torch.inference_mode(False), torch.no_grad():

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# The speed suite on one GPU (under 6 minutes on an H200): end-to-end speed-ups of the frontier's schedules against
-# full@30 at batch 1 and 16, graphed vs eager-loop videos, GPU-busy share per call, time to first video (compile
-# off / cold / artifact cache) and the kernel table with plain-DiT calibration rows (tools/benchmark.py --suite speed).
+# The speed suite on one GPU (one call, at most --budget seconds of suite, 380 by default, on an H200):
+# end-to-end speed-ups of the frontier's schedules against full@30 at batch 1 and 16 (round-robin, 5 repeats,
+# median/min/max), graphed vs eager-loop videos in bf16 and fp32 (the equivalence sections), GPU-busy share and
+# kernel count per call, kernels per captured step of each mode, and the kernel table at the reference and paper_video sizes, each with its plain-DiT
+# calibration row (tools/benchmark.py --suite speed). The paper-size rows start only while the budget lasts.
 #
 #   scripts/gpu/speed.sh --prepare                     # HERE (CPU): .gpu/speed_text_cache.safetensors (16 captions)
 #   OUT=/out scripts/gpu/speed.sh                      # on the GPU, carrying .gpu (the checkpoint is tracked)
+#   OUT=/out scripts/gpu/speed.sh --checkpoint DIR     # another exported model (same text encoder), carried too
 #   OUT=/tmp/s scripts/gpu/speed.sh --smoke            # CPU: the same path on a random tiny model
 #
 # Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default
-# .gpu/speed_text_cache.safetensors), --budget SECONDS (default 330), and anything after -- goes to
-# tools/benchmark.py. Writes $OUT/speed.md, $OUT/speed.json and $OUT/speed.log.
+# .gpu/speed_text_cache.safetensors), --budget SECONDS (default 380), --sections LIST (default
+# "end_to_end equivalence busy step_ops kernels equivalence_fp32"; add first_video for time to first video), and anything
+# after -- goes to tools/benchmark.py. Writes $OUT/speed.md, speed.json, speed.log and device.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ckpt=checkpoints/flexivid-small
 cache=.gpu/speed_text_cache.safetensors
-budget=330
+budget=380
+sections="end_to_end equivalence busy step_ops kernels equivalence_fp32"
 smoke=0
 prepare=0
 extra=()
@@ -24,6 +29,7 @@ while [ $# -gt 0 ]; do
     --checkpoint) ckpt=$2; shift 2 ;;
     --text-cache) cache=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
+    --sections) sections=$2; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --prepare) prepare=1; shift ;;
     --) shift; extra=("$@"); break ;;
@@ -48,8 +54,14 @@ fi
 out=${OUT:?set OUT to the output folder}
 mkdir -p "$out"
 if [ "$smoke" = 1 ]; then
-  "$py" tools/benchmark.py --suite speed --smoke --budget-s 1500 --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+  # shellcheck disable=SC2086  # the section list splits into words on purpose
+  "$py" tools/benchmark.py --suite speed --smoke --budget-s 1500 --sections $sections --output "$out" "${extra[@]}" \
+    2>&1 | tee "$out/speed.log"
   exit "${PIPESTATUS[0]}"
+fi
+if [ ! -f "$ckpt/config.json" ]; then
+  echo "error: no exported model at --checkpoint $ckpt (config.json missing); carry the folder tools/export_release.py wrote" >&2
+  exit 2
 fi
 if [ ! -f "$cache" ]; then
   echo "error: text cache $cache not found; run scripts/gpu/speed.sh --prepare on a machine with MiniLM and carry .gpu" >&2
@@ -57,6 +69,7 @@ if [ ! -f "$cache" ]; then
 fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
   | tee "$out/device.txt"
+# shellcheck disable=SC2086
 "$py" tools/benchmark.py --suite speed --checkpoint "$ckpt" --text-cache "$cache" --budget-s "$budget" \
-  --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
+  --sections $sections --output "$out" "${extra[@]}" 2>&1 | tee "$out/speed.log"
 exit "${PIPESTATUS[0]}"
