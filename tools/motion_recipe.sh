@@ -213,7 +213,7 @@ continue)
 distill)
   if [ "${CONTINUE_STEPS:-0}" -gt 0 ]; then
     configure continue continue "$base" "$CONTINUE_STEPS"
-    train_one continue 29641 "${CONTINUE_S:-250}"
+    train_one continue 29641 "${CONTINUE_S:-270}"
     base=$w/continue/export
   fi
   configure distill distill "$base" "${DISTILL_STEPS:-}"
