@@ -15,7 +15,8 @@
 #   Back: model.tgz.part-*, results.tgz, summary.txt.
 # BASE: an export folder (config.json, model.safetensors), or PARTS_DIR/base_A for a call's parts (joined by
 # tools/join_release.sh). Pretraining draws timesteps from TS_SAMPLING / TS_LOC / TS_SCALE / TS_SHIFT
-# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. DIRCLS (optional): a direction probe
+# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. TEXT_CACHE: the caption cache
+# (default runs/text_cache/minilm_synthetic.safetensors). DIRCLS (optional): a direction probe
 # run on each scored base as `$DIRCLS --checkpoint DIR --output FILE`, e.g.
 # DIRCLS='python3 tools/motion_oracle.py classify --device cuda --batch 64 --clips 128'.
 # Weights are packed into $OUT as soon as they exist and results.tgz is refreshed after every stage, so a call stopped
@@ -43,22 +44,24 @@ mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 rm -f "$OUT"/*.tgz.part-* "$OUT/results.tgz" "$OUT/summary.txt"
 # never inside the repository: a machine that re-copies the tree between calls must not take the run's files with it
 w=${WORK:-/tmp/flexivid_motion_recipe}; rm -rf "$w"; mkdir -p "$w/logs" "$w/eval" "$w/configs"
-cache=runs/text_cache/minilm_synthetic.safetensors
-[ -f "$cache" ] || { echo "error: $cache not found (build it where MiniLM is: python tools/build_text_cache.py" \
-  "--config configs/pretrain_motion.yaml; then carry runs/text_cache)"; exit 2; }
+cache=${TEXT_CACHE:-runs/text_cache/minilm_synthetic.safetensors}
+[ -f "$cache" ] || { echo "error: text cache $cache not found (build it where MiniLM is: python" \
+  "tools/build_text_cache.py --config configs/pretrain_motion.yaml; then carry runs/text_cache)"; exit 2; }
+cache=$(cd "$(dirname "$cache")" && pwd)/$(basename "$cache")
+py=${PYTHON:-python3}
 if [ -n "$src" ]; then  # the base, checked before anything slow
   if [ -f "$src/config.json" ] && [ -f "$src/model.safetensors" ]; then base=$(cd "$src" && pwd)
   else bash tools/join_release.sh "$(dirname "$src")" "$w/base" "$(basename "$src")"; base=$w/base/flexivid-small
   fi
 fi
-if ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's deepspeed comes as carried wheels
+if ! "$py" -c "import importlib.util as u, sys; sys.exit(u.find_spec('deepspeed') is None)" \
+  && ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's deepspeed comes as carried wheels
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
 fi
 export NCCL_NVLS_ENABLE=0 TQDM_DISABLE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-py=${PYTHON:-python3}
 budget=${CALL_S:-545}
 left() { echo $((budget - SECONDS)); }
 summary() { tee -a "$OUT/summary.txt"; }
@@ -84,11 +87,11 @@ print(read_spec(sys.argv[1]).provenance.get('step'))" "$1"; }
 
 configure() {  # configure NAME KIND BASE STEPS: a fresh $w/configs/NAME.yaml, checked by the trainer's preflight
   # KIND: thw | none (the arms' model.abs_pos), continue (pretraining from BASE in its architecture), distill
-  "$py" - "$w" "$smoke" "$@" <<'EOF' | summary
+  "$py" - "$w" "$smoke" "$cache" "$@" <<'EOF' | summary
 import os, sys, yaml
 from flexivid.config import config_to_dict, load_config
 from flexivid.training.preflight import preflight
-w, smoke, (name, kind, base, steps) = sys.argv[1], sys.argv[2] == "1", sys.argv[3:7]
+w, smoke, cache, (name, kind, base, steps) = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4:8]
 if kind == "distill":
     cfg = yaml.safe_load(open("configs/distill_motion.yaml"))
     cfg["distill"]["base_checkpoint"] = base
@@ -107,6 +110,7 @@ else:
 if steps:
     cfg["train"]["steps"] = int(steps)
 cfg["train"]["out_dir"] = f"{w}/{name}"
+cfg["text"]["cache_path"] = cache
 if smoke:  # tiny trunk, 8x16x16 clips, 4 steps
     cfg["data"].update(num_frames=8, height=16, width=16, num_workers=0)
     cfg["train"].update(steps=4, micro_batch_size=2, log_every=2, ckpt_every=2, compile=False)
