@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu" tests
 
 demo: $(STAMP)
-	$(PY) tools/demo.py --prompt "$(PROMPT)" --schedule $(DEMO_SCHEDULE) --steps $(DEMO_STEPS) --output outputs/demo.mp4
+	$(PY) tools/demo.py --prompt "$(PROMPT)" --schedule $(DEMO_SCHEDULE) --steps $(DEMO_STEPS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -21,9 +21,36 @@ class UserFacingError(RuntimeError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (its default prints the whole usage block first)."""
+    """argparse that reports a bad flag in one line (its default prints the whole usage block first), and names an
+    unknown flag before anything else: argparse checks required arguments first, so a mistyped flag would otherwise
+    be reported as the required one it failed to set."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _unknown_flags(self) -> list[str]:
+        """The flags among the given arguments that this parser does not know (before any ``--``)."""
+        out = []
+        for token in getattr(self, "_given", []):
+            if token == "--":
+                break
+            if not token.startswith(tuple(self.prefix_chars)) or len(token) < 2 or \
+                    self._negative_number_matcher.match(token):
+                continue
+            name = token.split("=", 1)[0]
+            known = self._option_string_actions
+            if name in known or (len(name) > 2 and name[:2] in known and not name.startswith("--")):
+                continue  # exact, or a short flag with its value attached (-n5)
+            if self.allow_abbrev and name.startswith("--") and any(k.startswith(name) for k in known):
+                continue  # an abbreviation argparse resolves (or reports as ambiguous itself)
+            out.append(name)
+        return out
 
     def error(self, message):
+        unknown = self._unknown_flags()
+        if unknown and not message.startswith("unrecognized arguments"):
+            message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"error: {message} (see --help)\n")
 
 

@@ -208,6 +208,8 @@ CASES = [
               config(stage="distill", distill={"base_checkpoint": "ck", "modes": {"coarse_space": [1, 4, 4]}}))),
     Case("train_init_from_truncated", TRAIN, RUN, ["ck/adapters/coarse_time.safetensors", "truncated"],
          then(export_copy(truncate("adapters/coarse_time.safetensors")), config(train={"init_from": "ck"}))),
+    # --- generate_video.py: an unknown flag is named before the required --prompt it may have been meant as
+    Case("gen_unknown_flag_first", GEN, ["--bogus"], ["unrecognized arguments: --bogus"]),
     # --- generate_video.py: numbers (nothing loads before they are checked)
     Case("gen_guidance_nan", GEN, [*GO, "--guidance-scale", "nan"], ["--guidance-scale", "finite"]),
     Case("gen_guidance_inf", GEN, [*GO, "--guidance-scale", "inf"], ["--guidance-scale", "finite"]),
@@ -390,6 +392,30 @@ def test_bad_input(case: Case, results, shared):
     for word in case.culprit:
         assert _fill(word, Path(), shared) in errors[0], (word, errors[0])
     assert after == before, sorted(set(after.items()) ^ set(before.items()))[:5]  # nothing written or touched
+
+
+def test_unknown_flag_is_named_before_a_missing_required_one(capsys):
+    from flexivid.errors import OneLineParser
+
+    def parser():
+        p = OneLineParser()
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument("--prompt")
+        group.add_argument("--prompts-file")
+        p.add_argument("-n", "--num-steps", type=int)
+        return p
+
+    for argv, named in ((["--bogus"], "--bogus"), (["--bogus=1", "-n", "3"], "--bogus"), (["-x"], "-x"),
+                        (["--prompt", "a", "--num-stepz", "3"], "--num-stepz")):
+        with pytest.raises(SystemExit) as e:
+            parser().parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"error: unrecognized arguments: {named}"), (argv, err)
+        assert err.count("\n") == 1 and "required" not in err
+    with pytest.raises(SystemExit):  # known flags (abbreviated, short with its value attached): the real problem
+        parser().parse_args(["--num-st", "3", "-n4"])
+    assert "one of the arguments --prompt --prompts-file is required" in capsys.readouterr().err
+    assert parser().parse_args(["--prompts", "f.txt", "-n5"]).num_steps == 5
 
 
 def test_yaml_numbers_in_every_notation(tmp_path):

@@ -2,6 +2,7 @@
 table, per-sample scores, kernels mode."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     out = tmp_path / "bench"
     s = FrontierSettings(checkpoint=str(ckpt), output=str(out), steps=2, prompts=4, seeds=2,
                          schedules=["weak_first:coarse_space:1", "full@1"], batch_sizes=(2,), timing_repeats=1,
-                         fvd_real=12, device="cpu", gen_batch=8)
+                         fvd_real=12, device="cpu", gen_batch=8, budgets=(0.9, 0.3), workers=1)
     report = run_frontier(s, log=lambda *_: None, detector=TinyDetector())
     for name in ("frontier.md", "frontier.json", "frontier.png", "samples.gif"):
         assert (out / name).stat().st_size > 0, name
@@ -65,26 +66,115 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     assert len(cal.entries[0].scores) == 4 and set(cal.entries[0].time_s) == {"b2"}
     choice = pick(0.6, cal, steps=2)  # only full@1 fits
     assert (choice.schedule, choice.steps) == ("full", 1)
-    # --replot re-renders from the JSON alone
+    # the headline: within 0.9 the weak schedule, beside full@1 and full@2, each target met or missed; none within 0.3
+    best, none = report["headline"]
+    assert (best["schedule"], best["baseline"], none["schedule"]) == ("weak_first:coarse_space:1@2", "full@1", None)
+    targets = best["targets"]
+    assert set(targets) == {"colour", "shape", "size", "direction", "speed", "background", "jump", "straightness",
+                            "fvd", "better_than_baseline"}
+    for k in ("jump", "shape"):  # jump: lower is better, so met unless its difference is surely above 0
+        d, higher = weak["vs_reference"][k], k != "jump"
+        assert targets[k]["met"] == (d["high"] >= 0 if higher else d["low"] <= 0)
+    fvd_t = targets["fvd"]
+    assert fvd_t["met"] == (weak["fvd"]["above_floor"] <= 1.1 * full["fvd"]["above_floor"])
+    assert targets["better_than_baseline"]["met"] == (weak["vs_baseline"]["fidelity"]["low"] > 0)
+    # --replot re-renders from the JSON alone, and writes the headline table between the markers of each doc
     (out / "frontier.md").unlink()
     assert bench.main(["--replot", "--output", str(out)]) == 0
     assert (out / "frontier.md").read_text() == md
+    from flexivid.eval.frontier_render import HEADLINE_END, HEADLINE_START
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{HEADLINE_START}\nold table\n{HEADLINE_END}\nafter\n")
+    for _ in range(2):  # idempotent: the block is replaced, not appended
+        assert bench.main(["--replot", "--output", str(out), "--headline-into", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{HEADLINE_END}\nafter\n")
+    assert "old table" not in text and text.count(HEADLINE_START) == 1 and str(out / "frontier.json") in text
+    line = next(x for x in text.splitlines() if x.startswith("| <= 0.9 | **weak_first:coarse_space:1@2**"))
+    assert ("| met" in line or "| MISSED" in line) and "<= 0.3: no FlexiDiT schedule" in text
+    assert "| <= 0.9 | full@1 |" in text and "| <= 0.9 | full@2 |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert bench.main(["--replot", "--output", str(out), "--headline-into", str(readme), str(plain)]) == 2
+    assert plain.read_text() == "no markers\n"
+
+
+def test_fvd_check_says_whether_swapped_real_clips_move_fvd_past_the_floor():
+    from flexivid.eval.frontier_report import fvd_check
+    from flexivid.eval.fvd_stats import FrechetReference
+
+    rng = np.random.default_rng(0)
+    draw = lambda n, shift=0.0: rng.normal(size=(n, 6)) + shift  # noqa: E731
+    reference = FrechetReference(draw(400))
+    real = {"floor": draw(200), "direction swapped": draw(200, 1.0), "speed swapped": draw(200)}
+    check = fvd_check(real, reference, 200, 50)
+    assert check["direction swapped"]["responds"] and not check["speed swapped"]["responds"]
+    assert check["direction swapped"]["low"] > check["floor"]["high"] >= check["speed swapped"]["low"]
+
+
+def test_a_run_with_no_time_left_still_writes_its_table(tmp_path):
+    from flexivid.eval.frontier import FrontierSettings, run_frontier
+
+    ckpt = _tiny_export(tmp_path / "model", num_frames=8, size=16)
+    out = tmp_path / "bench"
+    s = FrontierSettings(checkpoint=str(ckpt), output=str(out), steps=2, step_grid=(2,), prompts=2, seeds=1,
+                         screen_prompts=2, batch_sizes=(1,), fvd=False, device="cpu", time_limit=1e-3, workers=1)
+    report = run_frontier(s, log=lambda *_: None)
+    saved = json.loads((out / "frontier.json").read_text())
+    assert saved["rows"] == [] and saved["screen"] == [] and report["truncated"] == saved["truncated"]
+    assert saved["truncated"][0].startswith("screen stopped") and "front line: skipped full@2" in saved["truncated"]
+    assert "Cut by the time limit" in (out / "frontier.md").read_text()
+    assert not (ckpt / "calibration.json").exists()  # no measured row: no table for --compute to trust
+
+
+def test_searched_frontier_screens_then_runs_each_pick_beside_its_baseline(tmp_path):
+    from flexivid.eval.frontier import FrontierSettings, run_frontier
+    from flexivid.eval.frontier_search import Candidate, baseline_for, coarse_grid
+
+    ckpt = _tiny_export(tmp_path / "model", num_frames=8, size=16)
+    s = FrontierSettings(checkpoint=str(ckpt), output=str(tmp_path / "bench"), steps=3, step_grid=(2, 3), prompts=2,
+                         seeds=1, screen_prompts=2, max_front=1, budgets=(0.9,), cfg_scales=(2.0,), fvd=False,
+                         batch_sizes=(1,), timing_repeats=1, device="cpu", workers=1, calibration=False)
+    report = run_frontier(s, log=lambda *_: None)
+    screened = {r["label"] for r in report["screen"]}
+    grid = {c.label for c in coarse_grid({"full": (1, 2, 2), "coarse_time": (2, 2, 2), "coarse_space": (1, 4, 4)},
+                                         (2, 3))}
+    assert grid <= screened and report["truncated"] == []  # no limit: the whole grid, then its refinement
+    rows = report["rows"]
+    assert rows[0]["label"] == "full@3" and len(rows) == 3
+    pick, base = rows[1], rows[2]  # the pick (its guidance swept on the screen set), then its full@N
+    assert pick["family"] != "fewer full steps" and pick["flops_fraction"] <= 0.9 and pick["guidance"] in (None, 2.0)
+    assert base["label"] == baseline_for(pick["flops_fraction"], 3).label == pick["baseline"]
+    best = max((r for r in report["screen"] if r["family"] != "fewer full steps" and r["flops_fraction"] <= 0.9),
+               key=lambda r: (r["quality"]["mean"], -r["flops_fraction"]))  # ties: the cheaper
+    assert Candidate(pick["spec"], pick["steps"]).label == best["label"]
 
 
 def test_sample_scores_read_attributes_and_frame_error():
     from flexivid.config import DataConfig
     from flexivid.data.synthetic import SyntheticVideoDataset
-    from flexivid.eval.frontier import sample_scores, swapped_clips
+    from flexivid.eval.frontier import clip_workers, sample_scores, swapped_clips
 
     cfg = DataConfig(split="test", num_frames=16, height=64, width=64, num_clips=6)
     ds = SyntheticVideoDataset(cfg)
     real = torch.stack([ds[i]["video"] for i in range(6)])
     wanted = [ds.attrs(i) for i in range(6)]
-    same = sample_scores(real, real, wanted, threads=2)
+    same = sample_scores(real, real, wanted)
     assert same["fidelity"].tolist() == [1.0] * 6 and same["psnr"].tolist() == [100.0] * 6
-    moved = sample_scores(swapped_clips(cfg, "direction"), real, wanted, threads=2)
-    assert moved["direction"].tolist() == [0.0] * 6  # every clip now moves the other way
-    assert moved["colour"].tolist() == [1.0] * 6 and (moved["psnr"] < 40).all()
+    assert same["jump"].tolist() == [0.0] * 6 and (same["straightness"] > 0.99).all()
+    moved = swapped_clips(cfg, "direction")
+    pool = clip_workers(2)
+    try:  # worker processes measure the same numbers, in the same order; PSNR/SSIM in chunks of 4 clips
+        in_pool = sample_scores(moved, real, wanted, pool, chunk=4)
+    finally:
+        pool.shutdown()
+    serial = sample_scores(moved, real, wanted)
+    assert serial.keys() == in_pool.keys()
+    for k in serial:
+        np.testing.assert_array_equal(serial[k], in_pool[k], err_msg=k)
+    assert serial["direction"].tolist() == [0.0] * 6  # every clip now moves the other way
+    assert serial["colour"].tolist() == [1.0] * 6 and (serial["psnr"] < 40).all()
 
 
 def test_kernels_mode_writes_table(tmp_path):
@@ -165,16 +255,35 @@ def test_frontier_bad_input_is_one_line(tmp_path, capsys, extra, match):
     assert not (tmp_path / "out").exists()
 
 
-def test_time_limit_cuts_stages_and_records_what_it_cut():
-    import time
+def test_time_budget_refuses_what_its_estimates_do_not_fit_and_records_it_once():
+    from flexivid.eval.frontier_budget import TimeBudget
 
-    from flexivid.eval.frontier import Frontier, FrontierSettings
+    now = [0.0]
+    log = []
+    b = TimeBudget(100.0, log.append, clock=lambda: now[0])
+    assert b.rows_cost(10, [1.0]) == 0.0 and b.fits(0.0)  # nothing measured yet: the first step always runs
+    b.generation.add(20.0, 10 * 1.0)  # 10 clips of full@reference in 20 s
+    b.scoring.add(1.0, 10)
+    b.features.add(3.0, 10)
+    # 100 clips at 0.5 of full's FLOPs: 100 x (0.5 x 2 + 0.1) s; with features 0.3 s more per clip
+    assert b.rows_cost(100, [0.5]) == pytest.approx(110.0) and b.rows_cost(100, [0.5], True) == pytest.approx(140.0)
+    b.rewrite.add(2.0, 1)  # a rewrite costs 2 s per row in the table: rows 3 and 4 cost 6 + 8 s
+    assert b.rows_cost(0, [0.5, 0.5], rewrite_rows=2) == pytest.approx(14.0)
+    now[0] = 30.0
+    assert b.fits(60.0, 10.0) and not b.fits(60.0, 10.1, "screen stopped")
+    assert not b.fits(71.0, 0.0, "screen stopped")
+    assert b.cut == ["screen stopped"] and len(log) == 1 and "70 s left" in log[0]
+    assert b.timing_reserve() == pytest.approx(8.0)
+    unlimited = TimeBudget(0.0, clock=lambda: 1e9)
+    assert unlimited.fits(1e12, 1e12) and unlimited.timing_reserve() == 0.0
 
-    fr = Frontier.__new__(Frontier)  # only the clock: no model needed
-    fr.s, fr.log, fr.truncated = FrontierSettings(checkpoint="unused", time_limit=10.0), (lambda *_: None), []
-    fr.t_start = time.perf_counter() - 5.0  # half the limit spent
-    assert not fr.over(0.8, "front line stopped")
-    assert fr.over(0.4, "screen stopped") and fr.over(0.4, "screen stopped")
-    assert fr.truncated == ["screen stopped"]  # recorded once, reported in frontier.json / .md
-    fr.s.time_limit = 0.0  # no limit
-    assert not fr.over(0.0, "never")
+
+def test_front_line_runs_each_pick_beside_its_baseline():
+    from flexivid.eval.frontier_search import row_groups
+    from flexivid.eval.frontier_search import Candidate
+
+    flops = {"full@30": 1.0, "a@30": 0.34, "full@10": 10 / 30, "b@30": 0.24, "full@7": 7 / 30, "c@30": 0.345}
+    cands = [Candidate("full", 30), Candidate("a", 30), Candidate("full", 10), Candidate("b", 30),
+             Candidate("full", 7), Candidate("c", 30)]
+    groups = row_groups(cands, lambda c: flops[c.label], 30)
+    assert [[c.label for c in g] for g in groups] == [["full@30"], ["a@30", "full@10"], ["b@30", "full@7"], ["c@30"]]

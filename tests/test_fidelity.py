@@ -37,6 +37,16 @@ def test_other_resolution_and_robustness():
     assert prompt_fidelity(noisy, attrs)["mean"] >= 0.95  # generated clips are never pixel-clean
 
 
+def test_blur_up_to_one_and_a_half_pixels_is_tolerated():
+    from scipy.ndimage import gaussian_filter
+
+    videos, attrs, _ = clips("train", n=100)
+    blurred = [torch.from_numpy(gaussian_filter(v.numpy(), sigma=(0, 0, 1.5, 1.5))) for v in videos]
+    result = prompt_fidelity(blurred, attrs)
+    for name in ATTRIBUTES:
+        assert result[name] >= 0.97, (name, result)
+
+
 def test_noise_and_mismatched_prompts_score_about_chance():
     _, attrs, _ = clips("train", n=100)
     noise = torch.rand(100, 3, 16, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1

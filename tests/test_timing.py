@@ -24,6 +24,18 @@ def test_round_robin_interleaves_after_warmup():
     assert calls == ["a"] * 3 and len(out["ok"].times) == 2
 
 
+def test_round_robin_cuts_rounds_to_its_budget_judged_by_the_warmup():
+    import time
+
+    calls = []
+    fns = {name: (lambda n=name: (calls.append(n), time.sleep(0.05))) for name in ("a", "b")}
+    out = round_robin(fns, repeats=5, budget_s=0.25)  # a round costs ~0.1 s (the warm-up's): 2 rounds fit
+    assert all(len(t.times) == 2 for t in out.values()) and len(calls) == 6
+    out = round_robin(fns, repeats=5, budget_s=0.0)  # at least one round, even with no time left
+    assert all(len(t.times) == 1 for t in out.values())
+    assert all(len(t.times) == 5 for t in round_robin(fns, repeats=5, budget_s=None).values())
+
+
 def test_timing_stats_and_union():
     t = Timing("x", [0.3, 0.1, 0.2, 0.5])
     assert (t.median, t.min, t.max) == (0.25, 0.1, 0.5)

@@ -5,11 +5,13 @@ Frontier (default): screens (steps 6..30) x (full, weak_first, the paper's x/y w
 interleaved, a custom order) on a few prompts, refines near the Pareto front, then evaluates the front line on every
 prompt x seed with intervals, FVD against its floor, and round-robin timing at batch 1 and 16. Writes
 ``<output>/frontier.md``, ``frontier.json``, ``frontier.png``, ``samples.gif`` and ``<checkpoint>/calibration.json``
-(what ``generate_video.py --compute`` reads)::
+(what ``generate_video.py --compute`` reads; ``--calibration-dir`` puts it elsewhere). ``--replot --headline-into``
+writes the headline table from ``frontier.json`` into the docs::
 
     python tools/benchmark.py --checkpoint checkpoints/flexivid-small --output runs/bench
     python tools/benchmark.py --checkpoint CKPT --schedules full@10 interleaved:5:2@15 --output runs/bench
     python tools/benchmark.py --replot --output runs/bench
+    python tools/benchmark.py --replot --output docs/results/frontier_v2 --headline-into README.md docs/results.md
 
 Kernels: per-mode step time and achieved TFLOP/s (and % of the measured bf16 matmul peak) for presets with random
 weights, eager and torch.compile, the attention backend named::
@@ -63,9 +65,12 @@ def run_frontier(a) -> int:
     from flexivid.eval.frontier_report import rewrite_from_json
 
     if a.replot:
-        rewrite_from_json(a.output)
-        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json")
+        rewrite_from_json(a.output, tuple(a.headline_into or ()))
+        print(f"re-rendered {a.output}/frontier.md and frontier.png from frontier.json" +
+              "".join(f"; headline table -> {f}" for f in a.headline_into or ()))
         return 0
+    if a.headline_into:
+        raise ValueError("--headline-into goes with --replot (it writes from an existing frontier.json)")
     if not (Path(a.checkpoint) / "config.json").is_file():
         raise FileNotFoundError(f"--checkpoint {a.checkpoint}: no exported model there (config.json missing); "
                                 "pass the folder tools/export_release.py wrote")
@@ -74,14 +79,20 @@ def run_frontier(a) -> int:
     for name in ("prompts", "seeds", "screen_prompts", "max_front", "fvd_resamples"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if not a.budgets or not all(0 < b <= 1 for b in a.budgets):
+        raise ValueError(f"--budgets are FLOPs fractions of full in (0, 1], got {a.budgets}")
+    if a.workers < 0 or a.time_limit < 0:
+        raise ValueError(f"--workers and --time-limit must be >= 0, got {a.workers} and {a.time_limit}")
     settings = FrontierSettings(
         checkpoint=a.checkpoint, output=a.output, steps=a.steps, step_grid=tuple(a.step_grid), prompts=a.prompts,
-        seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, refine=not a.no_refine,
+        seeds=a.seeds, screen_prompts=a.screen_prompts, max_front=a.max_front, budgets=tuple(a.budgets),
+        refine=not a.no_refine,
         schedules=a.schedules, guidance_scale=a.guidance_scale, cfg_scales=tuple(a.cfg_scales), quality=a.quality,
         batch_sizes=tuple(a.batch_sizes), compile=a.compile, timing_repeats=a.repeats, fvd=not a.no_fvd,
         fvd_real=a.fvd_real, fvd_resamples=a.fvd_resamples, i3d_weights=a.i3d_weights, text_cache=a.text_cache,
         device=a.device, seed=a.seed, gen_batch=a.gen_batch, merge_adapters=not a.unmerged_adapters,
-        calibration=not a.no_calibration, time_limit=a.time_limit)
+        calibration=not a.no_calibration, calibration_dir=a.calibration_dir, time_limit=a.time_limit,
+        workers=a.workers)
     run(settings)
     return 0
 
@@ -107,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds per prompt of the front-line evaluation")
     ap.add_argument("--screen-prompts", type=int, default=32, help="prompts (1 seed) of the screen")
     ap.add_argument("--max-front", type=int, default=4, help="FlexiDiT schedules taken to the front line")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.25],
+                    help="FLOPs fractions of the headline: the best schedule within each, beside full@N")
     ap.add_argument("--no-refine", action="store_true", help="screen the coarse grid only")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--cfg-scales", type=float, nargs="*", default=[],
@@ -117,7 +130,7 @@ def main(argv=None) -> int:
                     help="evaluate these SPEC[@N][/cfgS] labels (e.g. full@10 weak_first:coarse_space:5@15) "
                          "instead of searching")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes for wall-clock timing")
-    ap.add_argument("--gen-batch", type=int, default=256, help="videos per generation batch")
+    ap.add_argument("--gen-batch", type=int, default=64, help="videos per generation batch")
     ap.add_argument("--no-fvd", action="store_true")
     ap.add_argument("--fvd-real", type=int, default=2048, help="real clips of the FVD reference")
     ap.add_argument("--fvd-resamples", type=int, default=100, help="bootstrap draws per FVD interval")
@@ -128,10 +141,18 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unmerged-adapters", action="store_true", help="frontier: time the peft LoRA path as trained")
     ap.add_argument("--time-limit", type=float, default=0.0,
-                    help="seconds for the whole frontier (0: none); the screen stops at 40%%, the front line at 80%%")
+                    help="seconds for the whole frontier (0: none): a step starts only if its cost, estimated from "
+                         "this run's measurements, fits beside the reserve of the headline rows and timing")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes measuring clip fidelity (0: one per CPU core but one; 1: none)")
     ap.add_argument("--no-calibration", action="store_true",
                     help="do not write calibration.json into the checkpoint folder")
+    ap.add_argument("--calibration-dir", default=None,
+                    help="where calibration.json goes (default: the checkpoint folder, where --compute reads it)")
     ap.add_argument("--replot", action="store_true", help="re-render table and plot from <output>/frontier.json")
+    ap.add_argument("--headline-into", nargs="+", default=None, metavar="FILE",
+                    help="with --replot: write the headline table between the frontier-headline markers of each FILE "
+                         "(README.md docs/results.md)")
     ap.add_argument("--suite", choices=["speed"], default=None,
                     help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
                          "kernel table in one run (--repeats; --cases; --text-cache)")

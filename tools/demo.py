@@ -3,7 +3,11 @@
 full schedule, timed in the same process; prints the measured speed-up and what each video shows.
 
     python tools/demo.py --prompt "a large red circle moves right slowly on a dark blue background" \\
-        --schedule interleaved:11:3 --steps 16 --output outputs/demo.mp4    # also writes outputs/demo_full.mp4
+        --schedule interleaved:11:3 --steps 16    # writes outputs/demo.mp4 and outputs/demo_full.mp4
+
+Without ``--output`` the first free name pair is taken (``outputs/demo-2.mp4`` and ``outputs/demo-2_full.mp4``
+when the first pair exists), so an earlier run's videos are never replaced; an explicit ``--output`` whose file (or
+its ``_full`` partner) exists is refused unless ``--overwrite``.
 
 interleaved:11:3 at 16 steps is 11 coarse-space and 3 coarse-time steps, then 2 full ones: ~30% of full's FLOPs
 (printed). An explicit schedule, because ``compute=`` picks from a checkpoint's calibration table, and without one
@@ -21,16 +25,51 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SUFFIXES = (".mp4", ".gif")
+DEFAULT_OUTPUT = Path("outputs/demo.mp4")
+
+
+def _full_of(path: Path) -> Path:
+    return path.with_name(f"{path.stem}_full{path.suffix}")
+
+
+def output_paths(output: str | None, overwrite: bool) -> dict[str, Path]:
+    """The weak and full videos' paths, checked before anything loads: ``--output`` (refused when taken, unless
+    ``overwrite``) or the first free ``outputs/demo[-k].mp4`` whose ``_full`` partner is free too."""
+    from flexivid.fileio import check_output, unique_path
+
+    if output is None:
+        taken: set[Path] = set()
+        while True:
+            out = unique_path(DEFAULT_OUTPUT, taken=taken)
+            if not _full_of(out).exists():
+                break
+            taken.add(out)
+    else:
+        out = Path(output)
+    for path in (out, _full_of(out)):
+        check_output(path, SUFFIXES, overwrite=overwrite)
+    return {"weak": out, "full": _full_of(out)}
+
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from flexivid.errors import OneLineParser, report_errors
+
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompt", required=True)
     ap.add_argument("--schedule", default="interleaved:11:3", help="the weak schedule (tools/generate_video.py --help)")
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default="checkpoints/flexivid-small")
-    ap.add_argument("--output", default="outputs/demo.mp4", help="weak-schedule video; the full one gets _full")
-    a = ap.parse_args(argv)
+    ap.add_argument("--output", default=None,
+                    help=f"weak-schedule video, {' or '.join(SUFFIXES)}; the full one gets _full (default "
+                         f"{DEFAULT_OUTPUT}, -2, -3, ... when taken)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --output (default: refuse)")
+    return report_errors(run, ap.parse_args(argv))
+
+
+def run(a) -> int:
+    paths = output_paths(a.output, a.overwrite)
     import torch
 
     from flexivid.diffusion.schedules import parse_schedule
@@ -38,16 +77,10 @@ def main(argv=None) -> int:
     from flexivid.pipeline import VideoPipeline
     from flexivid.video_io import to_uint8, write_video
 
-    try:
-        pipe = VideoPipeline.from_pretrained(a.checkpoint)
-        weak = parse_schedule(a.schedule, a.steps, pipe.model.modes)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    pipe = VideoPipeline.from_pretrained(a.checkpoint)
+    weak = parse_schedule(a.schedule, a.steps, pipe.model.modes)
     schedules = {"weak": a.schedule, "full": "full"}
     warm = {"weak": sorted(weak.modes_used), "full": ["full"]}
-    out = Path(a.output)
-    paths = {"weak": out, "full": out.with_name(f"{out.stem}_full{out.suffix}")}
     results = {}
     with torch.inference_mode():
         for name, spec in schedules.items():

@@ -1,25 +1,28 @@
 """The compute-quality frontier: which schedule, at how many steps, gives the best quality for its FLOPs and time.
 
-One run, budgeted (``eval.frontier_search``):
+One run, within a time limit (``eval.frontier_budget``: a step starts only if its estimated cost fits):
 
-1. **screen** the coarse grid (steps 6..30 x full, weak_first, the paper's x/y with weak-to-strong guidance,
-   interleaved, a custom order) on a few prompts x 1 seed, then its neighbours near the Pareto front;
+0. with FVD: detector features of the real reference, the real-vs-real floor set and the FVD response check;
+1. **screen** the coarse grid (``eval.frontier_search``: steps 6..30 x full, weak_first, the paper's x/y with
+   weak-to-strong guidance, interleaved, a custom order) on a few prompts x 1 seed, then its neighbours near the
+   Pareto front; the candidates within the headline budgets first, nearest below a budget first;
 2. optionally sweep the guidance scale of the front-line schedules on the same screen set;
 3. evaluate the **front line** (full@reference, the best FlexiDiT schedules, and full@N at their FLOPs) on every
    prompt x seed: per-attribute prompt fidelity, PSNR/SSIM against full@reference of the same prompt and seed,
    FVD with its real-vs-real floor, FVD-infinity and intervals (``eval.fvd_stats``), paired bootstrap intervals for
-   everything else (``eval.stats``); and time them round-robin at each batch size.
+   everything else (``eval.stats``); the headline rows (full@reference, the best schedule within each budget and
+   full@N at its FLOPs) first; then time them round-robin at each batch size.
 
 Writes ``frontier.json`` (every number), ``frontier.md``, ``frontier.png`` and ``samples.gif`` under ``output``
 (``eval.frontier_report``), and ``calibration.json`` into the checkpoint folder (``flexivid.calibration``).
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
-import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,12 +32,15 @@ from ..config import DataConfig
 from ..data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for, plan_path, render_clip
 from ..diffusion.schedules import flops_fraction, parse_schedule
 from ..pipeline import VideoPipeline
-from .fidelity import measure_clip
+from .fidelity import clip_scores
 from .frames import psnr, ssim
-from .frontier_search import (STEP_GRID, Candidate, coarse_grid, front_line, neighbours, pareto_front, parse_label)
+from .frontier_budget import COMPILE_S, TimeBudget
+from .frontier_search import (QUALITY, STEP_GRID, Candidate, front_line, parse_label, row_groups, screen,
+                              sweep_guidance)
 from .stats import mean_ci, paired_diff_ci
+from .timing import round_robin
 
-QUALITY = {"fidelity": True, "psnr": True, "ssim": True}  # metric -> higher is better
+MAX_WORKERS = 15  # a container may see all of its host's cores; more processes would only queue for pickling
 SEED_STRIDE = 100_003  # seed of (prompt p, seed s) = seed + s * SEED_STRIDE + p: no overlap for < 100k prompts
 SWAPS = {"direction": {"left": "right", "right": "left", "up": "down", "down": "up"},
          "speed": {"slow": "fast", "fast": "slow"}}
@@ -50,6 +56,7 @@ class FrontierSettings:
     seeds: int = 3
     screen_prompts: int = 32  # prompts (1 seed) of the screen
     max_front: int = 4  # FlexiDiT schedules taken to the front line
+    budgets: tuple[float, ...] = (0.35, 0.25)  # FLOPs fractions of the headline: the best schedule within each
     refine: bool = True
     schedules: list[str] | None = None  # labels SPEC[@N][/cfgS]: skip the search, evaluate these
     guidance_scale: float = 4.0
@@ -65,10 +72,12 @@ class FrontierSettings:
     text_cache: str | None = None
     device: str = "auto"
     seed: int = 0
-    gen_batch: int = 256
+    gen_batch: int = 64  # videos per model batch
     merge_adapters: bool = True
-    calibration: bool = True  # write calibration.json into the checkpoint folder
-    time_limit: float = 0.0  # seconds for the whole run (0: none): the screen stops at 40%, the front line at 80%
+    calibration: bool = True  # write calibration.json into calibration_dir
+    calibration_dir: str | None = None  # None: the checkpoint folder (where VideoPipeline.from_pretrained reads it)
+    time_limit: float = 0.0  # seconds for the whole run (0: none); see eval.frontier_budget
+    workers: int = 0  # processes measuring clips (0: one per CPU core but one; 1: in this process)
 
 
 @dataclass
@@ -83,23 +92,35 @@ class Measured:
     seconds: float = 0.0
     timings: dict[str, float | None] = field(default_factory=dict)
     fvd: dict | None = None  # FVD statistics, computed once
+    cache: dict = field(default_factory=dict)  # bootstrap intervals, computed once (eval.frontier_report)
 
 
-def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[dict], threads: int) -> dict:
-    """Per clip: each attribute's hit (1/0, NaN when the prompt does not ask for it), their mean (``fidelity``),
-    the temporal coherence (``jump``: 1/0, ``straightness``; ``fidelity.measure_clip``), PSNR and SSIM against
-    ``reference``."""
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        measured = list(pool.map(measure_clip, videos))
-    got = [m[0] for m in measured]
-    out = {k: np.array([float(g[k] == w[k]) if w.get(k) is not None else np.nan for g, w in zip(got, wanted)])
-           for k in ATTRIBUTES}
+def sample_scores(videos: torch.Tensor, reference: torch.Tensor, wanted: list[dict], executor: Executor | None = None,
+                  device: str | torch.device = "cpu", chunk: int = 128) -> dict:
+    """Per clip (``fidelity.clip_scores``, measured on ``executor``): each attribute's hit (1/0, NaN when the prompt
+    does not ask for it), their mean (``fidelity``), the temporal coherence (``jump``, ``straightness``, ``lost``);
+    and PSNR and SSIM against ``reference``, computed on ``device`` ``chunk`` clips at a time."""
+    out = clip_scores(videos, wanted, executor)
+    del out["wanted"]
     with np.errstate(invalid="ignore"):
         out["fidelity"] = np.nanmean(np.stack([out[k] for k in ATTRIBUTES]), axis=0)
-    out["jump"] = np.array([0.0 if m[1]["jump"] is False else 1.0 for m in measured])  # untrackable counts as a jump
-    out["straightness"] = np.array([m[1]["straightness"] or 0.0 for m in measured])
-    out["psnr"], out["ssim"] = psnr(videos, reference).numpy(), ssim(videos, reference).numpy()
+    pairs = ((videos[i:i + chunk].to(device), reference[i:i + chunk].to(device)) for i in range(0, len(videos), chunk))
+    frames = [(psnr(v, r).cpu(), ssim(v, r).cpu()) for v, r in pairs]
+    out["psnr"] = torch.cat([p for p, _ in frames]).numpy()
+    out["ssim"] = torch.cat([q for _, q in frames]).numpy()
     return out
+
+
+def clip_workers(workers: int = 0) -> ProcessPoolExecutor | None:
+    """Processes for the per-clip fidelity measurement (single-threaded numpy): ``workers`` of them
+    (0: one per CPU core this process may use but one, at most ``MAX_WORKERS``), or None for one. A fresh server
+    process forks them, so none inherits this process's CUDA state or thread pools."""
+    workers = workers or max(1, min(len(os.sched_getaffinity(0)) - 1, MAX_WORKERS))
+    if workers == 1:
+        return None
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["flexivid.eval.fidelity"])
+    return ProcessPoolExecutor(workers, mp_context=ctx)
 
 
 def swapped_clips(cfg: DataConfig, what: str) -> torch.Tensor:
@@ -120,8 +141,7 @@ class Frontier:
 
     def __init__(self, s: FrontierSettings, log=print, detector=None):
         self.s, self.log = s, log
-        self.t_start = time.perf_counter()
-        self.truncated: list[str] = []  # what the time limit cut, reported in frontier.json / .md
+        self.budget = TimeBudget(s.time_limit, log)
         device = None if s.device == "auto" else s.device
         text_encoder = None
         if s.text_cache:  # GPU machines without the text model read precomputed prompt embeddings
@@ -145,7 +165,7 @@ class Frontier:
             build_text_cache(self.pipe.text_encoder, self.captions, path, dtype=torch.float32)
             self.pipe.text_encoder = CachedTextEncoder(path)
         self.cuda = self.pipe.device.type == "cuda"
-        self.threads = os.cpu_count() or 1
+        self.executor = clip_workers(s.workers)
         self.references: dict[tuple[int, int], torch.Tensor] = {}
         self.detector = None
         if s.fvd:  # tests pass a small stand-in detector (same interface as eval.fvd.compute_fvd's)
@@ -154,13 +174,23 @@ class Frontier:
             self.detector = (detector.to(self.pipe.device).eval() if detector is not None else
                              load_i3d(self.pipe.device, weights=s.i3d_weights))
 
-    def over(self, share: float, what: str) -> bool:
-        """True (and ``what`` recorded once) when ``share`` of the time limit has passed."""
-        late = self.s.time_limit > 0 and time.perf_counter() - self.t_start > share * self.s.time_limit
-        if late and what not in self.truncated:
-            self.truncated.append(what)
-            self.log(f"time limit: {what}")
-        return late
+    @property
+    def truncated(self) -> list[str]:
+        """What the time limit cut, reported in frontier.json / .md."""
+        return self.budget.cut
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+            self.executor = None
+
+    def headline_reserve(self) -> float:
+        """Estimated seconds of the headline rows (full@reference; per budget its best schedule and full@N, both
+        within it) on every prompt x seed, and of the timing after them."""
+        s = self.s
+        flops = [1.0] + [b for b in s.budgets for _ in range(2)]
+        return (self.budget.rows_cost(s.prompts * s.seeds, flops, s.fvd and self.detector is not None)
+                + self.budget.timing_reserve())
 
     def flops(self, c: Candidate) -> float:
         """Fraction of full@reference FLOPs, the largest over the prompts' token counts (``diffusion.schedules``)."""
@@ -182,8 +212,10 @@ class Frontier:
         """``(P*S, 3, T, H, W)`` in prompt-major order (clip ``p * S + s`` is prompt p with seed s)."""
         prompts = [self.captions[p] for p in range(n_prompts) for _ in range(n_seeds)]
         seeds = [self.s.seed + k * SEED_STRIDE + p for p in range(n_prompts) for k in range(n_seeds)]
+        t0 = time.perf_counter()
         videos, _ = self.pipe(prompts, steps=c.steps, schedule=c.spec, seed=seeds, batch_size=self.s.gen_batch,
                               guidance_scale=self._scale(c), progress=False)
+        self.budget.generation.add(time.perf_counter() - t0, len(videos) * self.flops(c))  # videos are on the CPU
         return videos
 
     def reference(self, n_prompts: int, n_seeds: int) -> torch.Tensor:
@@ -195,9 +227,12 @@ class Frontier:
     def features(self, videos: torch.Tensor) -> np.ndarray:
         from .fvd import FVDConfig, extract_features, open_source
 
+        t0 = time.perf_counter()
         cfg = FVDConfig(num_frames=videos.shape[2], progress=False, batch_size=32)
-        return extract_features(open_source(videos, len(videos), cfg), len(videos), cfg, self.detector,
-                                self.pipe.device)
+        out = extract_features(open_source(videos, len(videos), cfg), len(videos), cfg, self.detector,
+                               self.pipe.device)
+        self.budget.features.add(time.perf_counter() - t0, len(videos))
+        return out
 
     def measure(self, c: Candidate, n_prompts: int, n_seeds: int, fvd: bool = False) -> Measured:
         t0 = time.perf_counter()
@@ -205,7 +240,9 @@ class Frontier:
         videos = ref if (c.spec, c.steps, c.guidance) == ("full", self.s.steps, None) else \
             self.generate(c, n_prompts, n_seeds)
         wanted = [self.attrs[p] for p in range(n_prompts) for _ in range(n_seeds)]
-        flat = sample_scores(videos, ref, wanted, self.threads)
+        t1 = time.perf_counter()
+        flat = sample_scores(videos, ref, wanted, self.executor, self.pipe.device)
+        self.budget.scoring.add(time.perf_counter() - t1, len(videos))
         scores = {k: v.reshape(n_prompts, n_seeds) for k, v in flat.items()}
         feats = self.features(videos).reshape(n_prompts, n_seeds, -1) if fvd and self.detector is not None else None
         m = Measured(c, self.flops(c), scores, feats, videos[:4 * n_seeds:n_seeds].clone())
@@ -218,129 +255,108 @@ class Frontier:
     def real_features(self, spec: str | torch.Tensor, n: int) -> np.ndarray:
         from .fvd import FVDConfig, extract_features, open_source
 
+        t0 = time.perf_counter()
         cfg = FVDConfig(num_frames=self.clip[0], progress=False, batch_size=32, num_real=n, num_fake=n)
-        return extract_features(open_source(spec, n, cfg), n, cfg, self.detector, self.pipe.device)
+        out = extract_features(open_source(spec, n, cfg), n, cfg, self.detector, self.pipe.device)
+        self.budget.features.add(time.perf_counter() - t0, n)  # rendering included: an upper bound for fakes
+        return out
 
     def time_rows(self, rows: list[Measured]) -> None:
         """Seconds per video at each batch size, eager and/or compiled: every repeat visits every row once
-        (round-robin), so drift in clocks or temperature lands on all rows alike; the median is kept."""
+        (round-robin), so drift in clocks or temperature lands on all rows alike; the median is kept. A batch size
+        whose estimated cost does not fit the time left is skipped, and repeats are cut to what fits (>= 1)."""
         from ..compile_cache import compile_pipeline
 
-        s = self.s
+        s, budget = self.s, self.budget
         compiled_settings = {"off": [False], "on": [True], "both": [False, True]}[s.compile]
         for compiled in compiled_settings:
             if compiled:
                 torch._dynamo.config.cache_size_limit = 256  # one graph per (mode, batch) shape
             for bs in s.batch_sizes:
+                key = f"b{bs}_{'compiled' if compiled else 'eager'}"
+                estimate = (1 + s.timing_repeats) * bs * budget.generation.per * sum(m.flops for m in rows) + \
+                    (COMPILE_S if compiled else 0.0)
+                if not budget.fits(estimate, what=f"timing {key} skipped"):
+                    continue
                 if compiled:  # as generate_video --compile on runs it: regional blocks, compiled captured steps
                     torch._dynamo.reset()
                     compile_pipeline(self.pipe)
-                key = f"b{bs}_{'compiled' if compiled else 'eager'}"
                 prompts = [self.captions[i % len(self.captions)] for i in range(bs)]
-                calls = {}
-                for m in rows:
-                    c = m.candidate
-                    calls[c.label] = lambda c=c: self.pipe(prompts, steps=c.steps, schedule=c.spec, seed=s.seed,
-                                                           guidance_scale=self._scale(c), progress=False)
-                times = {label: [] for label in calls}
-                for label, fn in calls.items():
-                    try:
-                        fn()  # warm-up (and compile)
-                    except Exception as e:  # noqa: BLE001 - a compile failure is reported, not fatal
-                        times[label] = None
-                        self.log(f"timing {key} {label} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                for _ in range(s.timing_repeats):
-                    for label, fn in calls.items():
-                        if times[label] is None:
-                            continue
-                        if self.cuda:
-                            torch.cuda.synchronize()
-                        t0 = time.perf_counter()
-                        fn()
-                        if self.cuda:
-                            torch.cuda.synchronize()
-                        times[label].append(time.perf_counter() - t0)
+                calls = {m.candidate.label: (lambda c=m.candidate: self.pipe(
+                    prompts, steps=c.steps, schedule=c.spec, seed=s.seed, guidance_scale=self._scale(c),
+                    progress=False)) for m in rows}
+                # a compile failure is reported in the row, not fatal
+                times = round_robin(calls, s.timing_repeats, keep_going=True,
+                                    budget_s=None if budget.limit <= 0 else budget.left())
+                done = max(len(t.times) for t in times.values())
+                if done < s.timing_repeats:
+                    budget.cut.append(f"timing {key}: {done} of {s.timing_repeats} repeats")
                 for m in rows:
                     t = times[m.candidate.label]
-                    m.timings[key] = statistics.median(t) / bs if t else None
+                    m.timings[key] = t.median / bs if t.times else None
+                    if t.error:
+                        self.log(f"timing {key} {m.candidate.label} failed: {t.error[:200]}")
                 self.log(f"timed {key}: " + ", ".join(f"{m.candidate.label} {m.timings[key]}" for m in rows[:3]))
-
-
-def screen(fr: Frontier, log=print) -> list[Measured]:
-    """Coarse grid (fewest steps first), then one refinement round around the Pareto front, on the screen prompts x
-    1 seed; stops early at 40% of the time limit."""
-    s = fr.s
-    modes = fr.pipe.model.modes
-    grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
-    done: dict[Candidate, Measured] = {}
-    for c in grid:
-        if fr.over(0.4, f"screen stopped after {len(done)} of {len(grid)} grid candidates"):
-            break
-        done[c] = fr.measure(c, s.screen_prompts, 1)
-    if s.refine:
-        rows = list(done.values())
-        q = [float(np.nanmean(m.scores[s.quality])) for m in rows]
-        for i in pareto_front([m.flops for m in rows], q, QUALITY[s.quality]):
-            for c in neighbours(rows[i].candidate, modes, s.steps):
-                if c not in done and not fr.over(0.4, "refinement stopped"):
-                    done[c] = fr.measure(c, s.screen_prompts, 1)
-    log(f"screened {len(done)} candidates")
-    return list(done.values())
-
-
-def sweep_guidance(fr: Frontier, picks: list[Candidate], screened: dict[Candidate, Measured]) -> list[Candidate]:
-    """For each pick, the guidance scale with the best screen quality (the run's default scale included)."""
-    s, sign = fr.s, 1.0 if QUALITY[fr.s.quality] else -1.0
-    out = []
-    for c in picks:
-        tried = [screened[c]] + [fr.measure(Candidate(c.spec, c.steps, g), s.screen_prompts, 1)
-                                 for g in s.cfg_scales if g != s.guidance_scale]
-        out.append(max(tried, key=lambda m: sign * np.nanmean(m.scores[s.quality])).candidate)
-    return out
 
 
 def run_frontier(s: FrontierSettings, log=print, detector=None) -> dict:
     """The whole frontier (see the module docstring); returns the report dict also written to frontier.json."""
-    from .frontier_report import summarize, write_outputs
-
     if s.quality not in QUALITY:
         raise ValueError(f"quality '{s.quality}' unknown; use one of {', '.join(QUALITY)}")
     fr = Frontier(s, log, detector)
+    try:
+        return _run(fr, s, log)
+    finally:
+        fr.close()
+
+
+def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
+    from .frontier_report import summarize, write_outputs
+
+    budget = fr.budget
+    real = real_sets(fr, s.prompts * s.seeds) if s.fvd and fr.detector is not None else None
     screened: list[Measured] = []
     if s.schedules:
         final_cands = list(dict.fromkeys([Candidate("full", s.steps)] + [parse_label(x, s.steps) for x in s.schedules]))
     else:
         screened = screen(fr, log)
+        write_outputs(summarize(s, fr, screened, [], real), s, [], fr, figures=False)  # kept if stopped later
         rows = [{"candidate": m.candidate, "flops": m.flops, "quality": float(np.nanmean(m.scores[s.quality]))}
                 for m in screened]
-        final_cands = front_line(rows, s.steps, s.max_front, higher_is_better=QUALITY[s.quality])
+        final_cands = front_line(rows, s.steps, s.max_front, budgets=s.budgets, higher_is_better=QUALITY[s.quality])
         if s.cfg_scales:
             by_c = {m.candidate: m for m in screened}
-            missing = [c for c in final_cands if c not in by_c]
-            for c in missing:
-                by_c[c] = fr.measure(c, s.screen_prompts, 1)
+            for c in final_cands:
+                if c not in by_c:
+                    by_c[c] = fr.measure(c, s.screen_prompts, 1)
             flexi = [c for c in final_cands if c.spec != "full"]
-            final_cands = [c for c in final_cands if c.spec == "full"] + sweep_guidance(fr, flexi, by_c)
+            swept = dict(zip(flexi, sweep_guidance(fr, flexi, by_c)))
+            final_cands = [swept.get(c, c) for c in final_cands]  # each pick keeps its place beside its full@N
     log(f"front line: {', '.join(c.label for c in final_cands)}")
-    real = real_sets(fr, s.prompts * s.seeds) if s.fvd and fr.detector is not None else None
     final: list[Measured] = []
-    for c in final_cands:  # the table is rewritten after every row: a run stopped at its limit keeps what ran
-        if fr.over(0.8, f"front line stopped after {len(final)} of {len(final_cands)} schedules"):
-            break
-        final.append(fr.measure(c, s.prompts, s.seeds, fvd=s.fvd))
-        write_outputs(summarize(s, fr, screened, final, real), s, final, fr)
-    if not fr.over(0.9, "timing skipped"):
+    n = s.prompts * s.seeds
+    for group in row_groups(final_cands, fr.flops, s.steps):
+        cost = budget.rows_cost(n, [fr.flops(c) for c in group], real is not None, len(final))
+        if not budget.fits(cost, budget.timing_reserve(),
+                           f"front line: skipped {', '.join(c.label for c in group)}"):
+            continue
+        for c in group:  # the table is rewritten after every row: a run stopped at its limit keeps what ran
+            final.append(fr.measure(c, s.prompts, s.seeds, fvd=real is not None))
+            t0 = time.perf_counter()
+            write_outputs(summarize(s, fr, screened, final, real), s, final, fr, figures=False)
+            budget.rewrite.add(time.perf_counter() - t0, len(final))
+    if final:
         fr.time_rows(final)
     report = summarize(s, fr, screened, final, real)
-    report["wall_clock_s"] = time.perf_counter() - fr.t_start
+    report["wall_clock_s"] = budget.elapsed()
     write_outputs(report, s, final, fr)
     log(f"frontier done in {report['wall_clock_s']:.0f} s -> {s.output}")
     return report
 
 
 def real_sets(fr: Frontier, n: int) -> dict:
-    """Real-clip features: the 2048-clip reference, the floor set (other real clips, same N as the fakes) and the
-    swapped-attribute sets of the FVD response check."""
+    """Real-clip features: the reference (``fvd_real`` clips), the floor set (other real clips, same N as the fakes)
+    and the swapped-attribute sets of the FVD response check."""
     s = fr.s
     h, w = fr.clip[1], fr.clip[2]
     floor_cfg = DataConfig(split="test", num_frames=fr.clip[0], height=h, width=w, num_clips=n, seed=s.seed + 1)
@@ -348,6 +364,7 @@ def real_sets(fr: Frontier, n: int) -> dict:
            "floor": fr.real_features(f"synthetic:test:height={h},width={w},seed={s.seed + 1}", n)}
     for what in SWAPS:
         out[f"{what} swapped"] = fr.real_features(swapped_clips(floor_cfg, what), n)
+    fr.log(f"real FVD features: {s.fvd_real} + {3 * n} clips in {fr.budget.features.seconds:.1f} s")
     return out
 
 

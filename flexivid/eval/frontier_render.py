@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from ..data.synthetic import ATTRIBUTES
+from ..fileio import atomic_write
 from .frontier_search import BASELINE
 
 
@@ -33,45 +34,90 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _target(t: dict | None, what: str) -> str:
+    """One target cell: ``met`` or ``MISSED`` and by how much."""
+    if t is None:
+        return "n/a"
+    if what == "fvd":
+        by = "" if t["met"] else f", {_num(t['missed_by_pct'], 0)}% over"
+        return f"{'met' if t['met'] else 'MISSED'} ({_num(t['above_floor'], 1)} vs <= {_num(t['limit'], 1)}{by})"
+    if what == "baseline":
+        d = t["diff"]
+        return f"{'met' if t['met'] else 'MISSED'}: {_diff(d)}" + ("" if t["met"] else
+                                                                   " (tie)" if d["low"] <= 0 <= d["high"] else "")
+    missed = [f"{k} {_diff(v['diff'])}" for k, v in t.items() if not v["met"]]
+    return "met" if not missed else "MISSED: " + "; ".join(missed)
+
+
 def headline_table(report: dict) -> list[str]:
-    """Per budget: the best FlexiDiT schedule beside full@reference and fewer full steps at equal FLOPs, with
-    intervals, then each target as met or missed by how much (README-ready)."""
+    """Per budget: the best FlexiDiT schedule beside fewer full steps at equal FLOPs and full@reference, with
+    intervals, and each target as met or missed by how much (the README's table: ``--replot --headline-into``)."""
     s, q = report["settings"], report["quality"]
     ref = f"full@{s['steps']}"
     by = {r["label"]: r for r in report["rows"]}
     keys = sorted({k for r in report["rows"] for k in r["timings"]})
-    head = ["FLOPs budget", "schedule", "FLOPs %", f"{q} [95% CI]", "FVD [95% CI]", "FVD floor"] + \
-        [f"speed-up {k}" for k in keys]
+    head = ["FLOPs budget", "schedule", "FLOPs %", f"{q} [95% CI]", "FVD - floor [95% CI]"] + \
+        [f"speed-up {k}" for k in keys] + [f"attributes + coherence tied with {ref}", f"FVD - floor <= 1.1x {ref}'s",
+                                           "strictly better than full@N"]
     body, notes = [], []
     for h in report.get("headline", []):
         if h.get("schedule") is None:
             notes.append(f"- <= {h['budget']}: no FlexiDiT schedule reached the front line")
             continue
+        t = h["targets"]
+        attrs = {k: v for k, v in t.items() if k not in ("fvd", "better_than_baseline")}
         for label in dict.fromkeys([h["schedule"], h.get("baseline"), ref]):
             r = by.get(label)
             if r is None:
                 continue
             f = r.get("fvd") or {}
-            body.append([f"<= {h['budget']}", label, f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q]),
-                         _iv(f.get("fvd"), 1), _iv(f.get("floor"), 1)] +
-                        [_num(r["speedups"].get(k), 2) for k in keys])
-        t = h["targets"]
-        met = [k for k, v in t.items() if v["met"] and k not in ("fvd", "better_than_baseline")]
-        missed = [f"{k} {_diff(v['diff'])}" for k, v in t.items()
-                  if not v["met"] and k not in ("fvd", "better_than_baseline")]
-        parts = [f"within the interval of {ref} (or above): {', '.join(met) or 'none'}"]
-        if missed:
-            parts.append(f"MISSED (Δ vs {ref}): {'; '.join(missed)}")
-        if "fvd" in t:
-            v = t["fvd"]
-            parts.append(f"FVD above floor {v['above_floor']:.1f} vs the limit {v['limit']:.1f} (10% over {ref}'s): "
-                         + ("met" if v["met"] else f"MISSED, {_num(v['missed_by_pct'], 0)}% over {ref}'s"))
-        if "better_than_baseline" in t:
-            v = t["better_than_baseline"]
-            parts.append(f"vs {v['baseline']}: {_diff(v['diff'])}: " + ("strictly better, met" if v["met"] else
-                                                                         "not strictly better, MISSED"))
-        notes.append(f"- <= {h['budget']}, {h['schedule']}: " + "; ".join(parts))
-    return _table(head, body) + [""] + notes
+            iv = f.get("fvd")
+            fvd = "n/a" if not f else f"{_num(f['above_floor'], 1)} [{iv['low'] - f['floor']['mean']:.1f}, " \
+                                      f"{iv['high'] - f['floor']['mean']:.1f}]"
+            mine = label == h["schedule"]
+            body.append([f"<= {h['budget']}", f"**{label}**" if mine else label,
+                         f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q]), fvd] +
+                        [_num(r["speedups"].get(k), 2) for k in keys] +
+                        ([_target(attrs, "attrs"), _target(t.get("fvd"), "fvd"),
+                          _target(t.get("better_than_baseline"), "baseline")] if mine else ["", "", ""]))
+    return _table(head, body) + ([""] + notes if notes else [])
+
+
+def attribute_table(report: dict) -> list[str]:
+    """Every front-line row: each fidelity attribute's accuracy and the temporal coherence (jump rate,
+    straightness), mean [95% CI] over prompts."""
+    keys = [*ATTRIBUTES, "jump", "straightness"]
+    body = [[r["label"], f"{100 * r['flops_fraction']:.1f}"] + [_iv(r["metrics"].get(k)) for k in keys]
+            for r in report["rows"]]
+    return _table(["schedule", "FLOPs %", *keys[:-2], "jump rate", "straightness"], body)
+
+
+HEADLINE_START = "<!-- frontier headline: written by tools/benchmark.py --replot --headline-into; do not edit -->"
+HEADLINE_END = "<!-- end of frontier headline -->"
+
+
+def headline_block(report: dict, source: str) -> str:
+    """The headline table with the lines that say what it is and where its raw file lies."""
+    s = report["settings"]
+    cut = f" Cut by the time limit: {'; '.join(report['truncated'])}." if report.get("truncated") else ""
+    return "\n".join([
+        f"Best FlexiDiT schedule per FLOPs budget ({report['device']}, {report.get('date', 'date not recorded')}; "
+        f"{s['prompts']} held-out prompts x {s['seeds']} seeds; quality axis {report['quality']}; intervals: paired "
+        f"bootstrap 95% over prompts, `≈` = tie; FVD - floor: FVD and its interval less the real-vs-real floor at "
+        f"the same N). Raw: `{source}`, written by `tools/benchmark.py`.{cut}", "",
+        *headline_table(report)])
+
+
+def insert_headline(path: str | Path, block: str) -> None:
+    """Replace the text between the headline markers of ``path`` with ``block`` (atomically)."""
+    path = Path(path)
+    text = path.read_text()
+    if text.count(HEADLINE_START) != 1 or text.count(HEADLINE_END) != 1:
+        raise ValueError(f"{path}: needs exactly one '{HEADLINE_START}' line and one '{HEADLINE_END}' line after it; "
+                         f"add them where the table goes")
+    before, rest = text.split(HEADLINE_START)
+    _, after = rest.split(HEADLINE_END)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(f"{before}{HEADLINE_START}\n{block}\n{HEADLINE_END}{after}"))
 
 
 def markdown(report: dict) -> str:
@@ -84,6 +130,13 @@ def markdown(report: dict) -> str:
              f"seed; guidance {s['guidance_scale']}; quality axis: {q}; FLOPs as a fraction of {ref}; LoRA "
              f"{'merged per mode' if s['merge_adapters'] else 'unmerged (peft)'}. Intervals: paired bootstrap 95% "
              f"over prompts (seeds of a prompt resampled together); `≈` marks a tie (interval contains 0).", ""]
+    t = report.get("time")
+    if t:
+        limit = f" of its {t['limit_s']:.0f} s limit" if t["limit_s"] > 0 else ""
+        lines += [f"Ran {t['elapsed_s']:.0f} s{limit}: {_num(t['s_per_full_clip'], 4)} s per generated clip of "
+                  f"{ref}'s FLOPs, {_num(t['s_per_scored_clip'], 4)} s per scored clip, "
+                  f"{_num(t['s_per_featurized_clip'], 4)} s per I3D clip, {_num(t['s_per_rewritten_row'], 2)} s per "
+                  f"table row rewritten.", ""]
     if report.get("truncated"):
         lines += ["**Cut by the time limit:** " + "; ".join(report["truncated"]) + ".", ""]
     lines += ["## Headline", ""] + headline_table(report)
@@ -93,7 +146,11 @@ def markdown(report: dict) -> str:
     for r in rows:
         body.append([r["label"], r["family"], f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q])] +
                     [_diff(r["vs_reference"].get(k)) for k in metrics])
-    lines += ["", "## Front line: quality with intervals", ""] + _table(head, body)
+    lines += ["", f"## Front line: differences from {ref} (paired)", ""] + _table(head, body)
+    lines += ["", "## Front line: fidelity per attribute and temporal coherence", "",
+              "Accuracy per attribute, jump rate (share of clips whose object jumps more than twice the fastest "
+              "speed between two frames, or cannot be tracked) and path straightness; mean [95% CI].", ""]
+    lines += attribute_table(report)
     body = []
     for r in rows:
         if "vs_baseline" in r:
@@ -183,7 +240,10 @@ def plot(report: dict, path: Path) -> None:
         for r in rows:
             f = r.get("fvd")
             if f:
-                ax.errorbar(r["flops_fraction"], f["fvd"]["mean"], fmt="o", color=colours[r["family"]],
+                tie = f.get("vs_reference")
+                hollow = tie is not None and tie["low"] <= 0 <= tie["high"]
+                ax.errorbar(r["flops_fraction"], f["fvd"]["mean"], fmt="o", ms=7, color=colours[r["family"]],
+                            mfc="white" if hollow else colours[r["family"]], capsize=2, zorder=3,
                             yerr=[[f["fvd"]["mean"] - f["fvd"]["low"]], [f["fvd"]["high"] - f["fvd"]["mean"]]])
         floor = next((r["fvd"]["floor"]["mean"] for r in rows if r.get("fvd")), None)
         if floor is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import datetime, timezone
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from ..data.synthetic import ATTRIBUTES
 from .frontier_search import BASELINE, baseline_for, pareto_front
 from .stats import mean_ci, paired_diff_ci
 
-BUDGETS = (0.35, 0.25)
 FVD_TOLERANCE = 0.10  # headline target: FVD above the floor within 10% of full@reference's
+COHERENCE = {"jump": False, "straightness": True}  # per-clip temporal coherence metric -> higher is better
 
 
 def _tie(iv: dict) -> bool:
@@ -84,12 +85,16 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
         row = {"label": c.label, "family": c.family, "spec": c.spec, "steps": c.steps, "guidance": c.guidance,
                "flops_fraction": m.flops, "n_prompts": m.scores["fidelity"].shape[0],
                "n_seeds": m.scores["fidelity"].shape[1], "timings": m.timings, "gen_seconds": m.seconds}
-        iv = intervals(m, ref_final)
+        key = ("intervals", ref_final is not None)  # bootstraps: once per row, not once per rewrite
+        iv = m.cache[key] = m.cache.get(key) or intervals(m, ref_final)
         row["metrics"], row["vs_reference"] = iv["metrics"], iv.get("vs", {})
         base = baseline_for(m.flops, s.steps).label
         if c.spec != "full" and base in by_label:
             row["baseline"] = base
-            row["vs_baseline"] = {k: paired_diff_ci(v, by_label[base].scores[k]).as_dict() for k, v in m.scores.items()}
+            if "vs_baseline" not in m.cache:
+                m.cache["vs_baseline"] = {k: paired_diff_ci(v, by_label[base].scores[k]).as_dict()
+                                          for k, v in m.scores.items()}
+            row["vs_baseline"] = m.cache["vs_baseline"]
             row["verdict_vs_baseline"] = _verdict(row["vs_baseline"][s.quality], hib)
         if reference is not None and m.features is not None:
             if m.fvd is None:  # the bootstrap is the slow part: once per row, not once per rewrite
@@ -113,8 +118,13 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
     for i, r in enumerate(screen):
         r["front"] = i in front
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() and fr.cuda else "CPU"
-    report = {"device": dev, "settings": asdict(s), "clip": list(fr.clip), "quality": s.quality,
-              "higher_is_better": hib, "rows": rows, "screen": screen, "truncated": list(fr.truncated)}
+    b = fr.budget
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    report = {"device": dev, "date": date, "settings": asdict(s), "clip": list(fr.clip), "quality": s.quality,
+              "higher_is_better": hib, "rows": rows, "screen": screen, "truncated": list(fr.truncated),
+              "time": {"elapsed_s": b.elapsed(), "limit_s": b.limit,  # what the estimates of eval.frontier_budget used
+                       "s_per_full_clip": b.generation.per, "s_per_scored_clip": b.scoring.per,
+                       "s_per_featurized_clip": b.features.per, "s_per_rewritten_row": b.rewrite.per}}
     if real is not None and reference is not None:
         if "fvd_check" not in real:
             real["fvd_check"] = fvd_check(real, reference, s.prompts * s.seeds, s.fvd_resamples)
@@ -132,29 +142,30 @@ def _speedups(rows: list[dict], ref_label: str) -> None:
 
 def headline(rows: list[dict], s) -> list[dict]:
     """Per budget: the best FlexiDiT front-line schedule, full@reference, full@N at equal FLOPs, and each target
-    (attributes tied with or above full@reference; FVD above floor within 10% of full@reference's; better than
-    full@N) as met or missed by how much."""
+    (every attribute and coherence metric tied with full@reference or better; FVD above floor within 10% of
+    full@reference's; strictly better than full@N) as met or missed by how much."""
     from .frontier import QUALITY
 
     hib = QUALITY[s.quality]
     ref = next((r for r in rows if r["label"] == f"full@{s.steps}"), None)
     out = []
-    for b in BUDGETS:
+    for b in s.budgets:
         flexi = [r for r in rows if r["family"] != BASELINE and r["flops_fraction"] <= b + 1e-9]
         if not flexi or ref is None:
             out.append({"budget": b, "schedule": None})
             continue
         best = max(flexi, key=lambda r: (1 if hib else -1) * r["metrics"][s.quality]["mean"])
         targets = {}
-        for k in [*ATTRIBUTES, "fidelity"]:
+        for k, higher in [*((a, True) for a in ATTRIBUTES), *COHERENCE.items()]:
             d = best["vs_reference"].get(k)
             if d is not None and math.isfinite(d["mean"]):
-                targets[k] = {"met": d["high"] >= 0.0, "diff": d}
+                targets[k] = {"met": d["high"] >= 0.0 if higher else d["low"] <= 0.0, "diff": d}
         if "fvd" in best and "fvd" in ref:
             mine, theirs = best["fvd"]["above_floor"], ref["fvd"]["above_floor"]
             limit = (1 + FVD_TOLERANCE) * theirs
             targets["fvd"] = {"met": mine <= limit, "above_floor": mine, "limit": limit,
-                              "missed_by_pct": 100 * (mine / theirs - 1) if theirs > 0 else None}
+                              "missed_by_pct": 100 * (mine / theirs - 1) if theirs > 0 else None,
+                              "diff": best["fvd"].get("vs_reference")}
         if "vs_baseline" in best:
             d = best["vs_baseline"][s.quality]
             targets["better_than_baseline"] = {"met": (d["low"] > 0) if hib else (d["high"] < 0), "diff": d,
@@ -189,36 +200,47 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(report: dict, s, final: list, fr) -> None:
+def write_outputs(report: dict, s, final: list, fr, figures: bool = True) -> None:
+    """``frontier.json``, ``frontier.md`` and the calibration table; with ``figures`` also ``frontier.png`` and
+    ``samples.gif`` (the run's intermediate rewrites skip them: ``--replot`` draws the plot from the JSON)."""
     from ..video_io import to_uint8, write_video
 
     out = Path(s.output)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "frontier.json", json.dumps(report, indent=1, default=float))
-    render(report, out)
+    render(report, out, figures)
     samples = [m.samples for m in final if m.samples is not None]
-    if samples:
+    if samples and figures:
         grid = torch.cat([torch.cat(list(v), dim=-1) for v in samples], dim=-2)  # (3, T, rows*H, 4*W)
-        tmp = out / ".samples.tmp.gif"
-        write_video(tmp, to_uint8(grid), fps=fr.pipe.defaults.fps)
-        os.replace(tmp, out / "samples.gif")
-    if s.calibration:
-        path = calibration_of(report, final, s).save(s.checkpoint)
+        write_video(out / "samples.gif", to_uint8(grid), fps=fr.pipe.defaults.fps)
+    if s.calibration and final:
+        path = calibration_of(report, final, s).save(s.calibration_dir or s.checkpoint)
         fr.log(f"wrote {path}")
 
 
-def render(report: dict, out: Path) -> None:
-    """``frontier.md`` and ``frontier.png`` from the report dict."""
+def render(report: dict, out: Path, figure: bool = True) -> None:
+    """``frontier.md`` (and ``frontier.png``) from the report dict."""
     from .frontier_render import markdown, plot
 
     _atomic_text(out / "frontier.md", markdown(report))
-    plot(report, out / "frontier.png")
+    if figure:
+        plot(report, out / "frontier.png")
 
 
-def rewrite_from_json(out_dir: str | Path) -> None:
-    """Re-render ``frontier.md`` and ``frontier.png`` from ``frontier.json`` (no GPU needed)."""
+def rewrite_from_json(out_dir: str | Path, headline_into: tuple[str, ...] = ()) -> None:
+    """Re-render ``frontier.md`` and ``frontier.png`` from ``frontier.json`` (no GPU needed), and write its headline
+    table between the markers of each file in ``headline_into`` (``frontier_render.insert_headline``)."""
+    from .frontier_render import headline_block, insert_headline
+
     out = Path(out_dir)
     path = out / "frontier.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; run the frontier first (tools/benchmark.py --output {out_dir})")
-    render(json.loads(path.read_text()), out)
+    report = json.loads(path.read_text())
+    for target in headline_into:  # checked first: a bad target leaves every file as it was
+        if not Path(target).is_file():
+            raise FileNotFoundError(f"--headline-into {target}: no such file")
+    render(report, out)
+    block = headline_block(report, str(path))
+    for target in headline_into:
+        insert_headline(target, block)

@@ -1,6 +1,9 @@
 """What the frontier measures: the candidate grid over (total steps N) x (schedule family), its refinement near the
 Pareto front, and the choice of the front-line schedules that get the full prompts x seeds evaluation.
 
+``screen`` runs the grid and its refinement through a ``eval.frontier.Frontier`` (which measures a candidate), in
+order of use to the headline and within the run's time budget.
+
 A candidate is a schedule spec (``diffusion.schedules`` grammar) at ``N`` steps and a guidance scale; its label is
 ``SPEC@N`` (``full@10`` is ten full steps) with ``/cfgS`` appended when the scale is not the run's default. FLOPs are
 fractions of full at the reference steps, so ``full@N`` costs ``N / reference``.
@@ -9,10 +12,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..diffusion.schedules import FULL, cost_order
 
+if TYPE_CHECKING:  # the measuring side imports this module
+    from .frontier import Frontier, Measured
+
 STEP_GRID = (6, 8, 10, 12, 15, 20, 25, 30)
+QUALITY = {"fidelity": True, "psnr": True, "ssim": True}  # quality axis -> higher is better
 BASELINE = "fewer full steps"
 
 
@@ -178,3 +188,86 @@ def front_line(rows: list[dict], reference: int, max_front: int, budgets=(0.25, 
     flops = {r["candidate"]: r["flops"] for r in rows}
     paired = [x for c in picks for x in (c, baseline_for(flops[c], reference))]  # each pick beside its baseline
     return list(dict.fromkeys([Candidate(FULL, reference), *paired]))
+
+
+def _slack(flops: float, budgets) -> float:
+    """How far below the nearest budget at or above ``flops`` a candidate sits (inf above every budget)."""
+    return min((b - flops for b in budgets if flops <= b + 1e-9), default=math.inf)
+
+
+def screen(fr: Frontier, log=print) -> list[Measured]:
+    """The coarse grid and one refinement round around the Pareto front, on the screen prompts x 1 seed, in order of
+    use to the headline: full@reference (the screen's reference, generated anyway), the grid within the largest
+    budget (nearest below a budget first), its refinement, the rest of the grid (cheapest first), the refinement of
+    the whole front. Stops where the next candidate would eat into the headline rows' reserve, once it has had its
+    minimum share of the time limit."""
+    from .frontier_budget import SCREEN_SHARE
+
+    s, budget = fr.s, fr.budget
+    start = budget.elapsed()
+    modes = fr.pipe.model.modes
+    grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
+    top = max(s.budgets)
+    inside = [Candidate("full", s.steps)] + sorted((c for c in grid if fr.flops(c) <= top + 1e-9),
+                                                   key=lambda c: _slack(fr.flops(c), s.budgets))
+    outside = sorted((c for c in grid if fr.flops(c) > top + 1e-9), key=fr.flops)
+    done: dict[Candidate, Measured] = {}
+
+    def run(cands, stage: str) -> bool:
+        for c in cands:
+            if c in done:
+                continue
+            cost = budget.rows_cost(s.screen_prompts, [fr.flops(c)])
+            own = budget.limit > 0 and budget.elapsed() - start + cost <= SCREEN_SHARE * budget.limit
+            if not own and not budget.fits(cost, fr.headline_reserve(),
+                                           f"screen stopped in {stage} after {len(done)} candidates"):
+                return False
+            done[c] = fr.measure(c, s.screen_prompts, 1)
+        return True
+
+    def near_front(limit: float) -> list[Candidate]:
+        rows = list(done.values())
+        q = [float(np.nanmean(m.scores[s.quality])) for m in rows]
+        near = [n for i in pareto_front([m.flops for m in rows], q, QUALITY[s.quality])
+                for n in neighbours(rows[i].candidate, modes, s.steps)]
+        return [c for c in dict.fromkeys(near) if c not in done and fr.flops(c) <= limit + 1e-9]
+
+    ok = run(inside, "the grid within budget")
+    ok = ok and (not s.refine or run(near_front(top), "the refinement within budget"))
+    ok = ok and run(outside, "the grid above budget")
+    if ok and s.refine:
+        run(near_front(math.inf), "the refinement")
+    log(f"screened {len(done)} candidates")
+    return list(done.values())
+
+
+def sweep_guidance(fr: Frontier, picks: list[Candidate], screened: dict[Candidate, Measured]) -> list[Candidate]:
+    """For each pick, the guidance scale with the best screen quality (the run's default scale included)."""
+    s, sign = fr.s, 1.0 if QUALITY[fr.s.quality] else -1.0
+    out = []
+    for c in picks:
+        tried = [screened[c]]
+        for g in s.cfg_scales:
+            alt = Candidate(c.spec, c.steps, g)
+            if g != s.guidance_scale and fr.budget.fits(fr.budget.rows_cost(s.screen_prompts, [fr.flops(alt)]),
+                                                        fr.headline_reserve(), "guidance sweep cut"):
+                tried.append(fr.measure(alt, s.screen_prompts, 1))
+        out.append(max(tried, key=lambda m: sign * np.nanmean(m.scores[s.quality])).candidate)
+    return out
+
+
+def row_groups(cands: list[Candidate], flops, reference_steps: int) -> list[list[Candidate]]:
+    """The front line in run order: each FlexiDiT schedule together with its full@N baseline (a pick is only worth
+    its row beside the baseline), everything else alone."""
+    wanted, seen, groups = set(cands), set(), []
+    for c in cands:
+        if c in seen:
+            continue
+        group = [c]
+        if c.spec != "full":
+            base = baseline_for(flops(c), reference_steps)
+            if base in wanted and base not in seen:
+                group.append(base)
+        seen.update(group)
+        groups.append(group)
+    return groups

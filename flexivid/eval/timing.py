@@ -56,14 +56,18 @@ def environment() -> dict:
 
 
 def round_robin(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
-                log: Callable[[str], None] | None = None, keep_going: bool = False) -> dict[str, Timing]:
+                log: Callable[[str], None] | None = None, keep_going: bool = False,
+                budget_s: float | None = None) -> dict[str, Timing]:
     """Time every function ``repeats`` times, interleaved (round r calls each function once, in order).
 
     ``keep_going``: a function whose warm-up raises is left out of the rounds, its error kept in ``Timing.error``
-    (e.g. a compile failure in one schedule of a sweep); otherwise the error propagates."""
+    (e.g. a compile failure in one schedule of a sweep); otherwise the error propagates. ``budget_s``: cut the
+    rounds to those that fit in it, one round costing what the warm-up did (an upper bound: the warm-up compiles and
+    captures); at least one round runs."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     out = {name: Timing(name) for name in fns}
+    t0 = time.perf_counter()
     for name, fn in fns.items():
         try:
             for _ in range(warmup):
@@ -74,6 +78,9 @@ def round_robin(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: 
             out[name].error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if log:
             log(f"warmed up {name}" + (f" (failed: {out[name].error})" if out[name].error else ""))
+    round_s = (time.perf_counter() - t0) / max(warmup, 1)
+    if budget_s is not None and round_s > 0:
+        repeats = max(1, min(repeats, int(budget_s / round_s)))
     for _ in range(repeats):
         for name, fn in fns.items():
             if out[name].error:
