@@ -1,32 +1,41 @@
 #!/usr/bin/env bash
-# The motion recipe on ONE GPU, in two calls that each fit one 10-minute command; work under $WORK (/tmp), results
-# in $OUT.
-# Call 1 (default), a controlled experiment: two continued pretrainings from checkpoints/flexivid-small run
-#   CONCURRENTLY on the one GPU with the same seed, data, steps (STEPS) and wall-clock cap (PRETRAIN_S):
-#   A = configs/pretrain_motion.yaml (model.abs_pos: thw), B = the same with abs_pos none. Both draw training
-#   timesteps from TS_SAMPLING / TS_LOC / TS_SCALE / TS_SHIFT (train.timestep_*; unset: the config's). Each arm is
-#   exported in bf16 (tools/export_release.py), then scored by tools/eval_motion.py (256 test prompts x 1 seed, 30
-#   steps, CFG 4): B, then A with the paired A - B intervals. Optional direction probe per arm:
-#   `$DIRCLS --checkpoint DIR --output FILE` (e.g. the diffusion-classifier tool), if DIRCLS is set.
-#   Back: base_A.tgz.part-*, base_B.tgz.part-* (15 MiB parts), results.tgz, summary.txt (with each sha256).
-# Call 2 (--distill BASE): BASE is an export folder (config.json, model.safetensors), or PARTS_DIR/base_A for call 1's
-#   parts (joined by tools/join_release.sh). Distils its coarse_time and coarse_space adapters
-#   (configs/distill_motion.yaml, cap DISTILL_S), exports the bf16 release (base + adapters), then runs
-#   tools/eval_modes.py (held-out weak-vs-full distance before / after, on the CPU) beside tools/eval_motion.py
-#   (256 test prompts x 3 seeds). Back: model.tgz.part-*, results.tgz, summary.txt.
+# The motion recipe on ONE GPU, in calls that each fit one 10-minute command; work under $WORK (/tmp), results in $OUT.
+# Default, a controlled experiment: two continued pretrainings from checkpoints/flexivid-small run CONCURRENTLY on
+#   the one GPU with the same seed, data, steps (STEPS) and wall-clock cap (PRETRAIN_S): A =
+#   configs/pretrain_motion.yaml (model.abs_pos: thw), B = the same with abs_pos none. Each arm is exported in bf16
+#   (tools/export_release.py), then scored by tools/eval_motion.py (256 test prompts x 1 seed, 30 steps, CFG 4): B,
+#   then A with the paired A - B intervals. Back: base_A.tgz.part-*, base_B.tgz.part-* (15 MiB parts), results.tgz,
+#   summary.txt (with each sha256).
+# --continue BASE: one continued pretraining of BASE alone on the GPU (its architecture; STEPS, PRETRAIN_S), exported
+#   in bf16 and scored like an arm. Back: base_C.tgz.part-*, results.tgz, summary.txt.
+# --distill BASE: distils BASE's coarse_time and coarse_space adapters (configs/distill_motion.yaml, DISTILL_STEPS,
+#   cap DISTILL_S), exports the bf16 release (base + adapters), then runs tools/eval_modes.py (held-out weak-vs-full
+#   distance before / after, on the CPU) beside tools/eval_motion.py (256 test prompts x 3 seeds). With
+#   CONTINUE_STEPS > 0, BASE is first continued for that many steps (cap CONTINUE_S) as --continue does.
+#   Back: model.tgz.part-*, results.tgz, summary.txt.
+# BASE: an export folder (config.json, model.safetensors), or PARTS_DIR/base_A for a call's parts (joined by
+# tools/join_release.sh). Pretraining draws timesteps from TS_SAMPLING / TS_LOC / TS_SCALE / TS_SHIFT
+# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. TEXT_CACHE: the caption cache
+# (default runs/text_cache/minilm_synthetic.safetensors). DIRCLS (optional): a direction probe
+# run on each scored base as `$DIRCLS --checkpoint DIR --output FILE`, e.g.
+# DIRCLS='python3 tools/motion_oracle.py classify --device cuda --batch 64 --clips 128'.
 # Weights are packed into $OUT as soon as they exist and results.tgz is refreshed after every stage, so a call stopped
-# at its limit still brings back what was done; later stages are skipped when CALL_S (default 545 s) would be passed.
+# at its limit still brings back what was done; evaluations are skipped when CALL_S (default 545 s) would be passed.
+# Speeds seen on an H200 at batch 32: ~4.5 steps/s per run with two runs sharing it, ~7 alone; ~25 s start-up.
 #   TS_SAMPLING=uniform TS_SHIFT=3 OUT=runs/gpu1 bash tools/motion_recipe.sh        # carry .whl/, runs/text_cache/
 #   bash tools/join_release.sh runs/gpu1 checkpoints base_A                         # the chosen arm, in place
-#   OUT=runs/gpu2 bash tools/motion_recipe.sh --distill checkpoints/flexivid-small
+#   OUT=runs/gpu2 STEPS=2500 bash tools/motion_recipe.sh --continue checkpoints/flexivid-small
+#   OUT=runs/gpu3 CONTINUE_STEPS=1400 bash tools/motion_recipe.sh --distill checkpoints/flexivid-small
 #   OUT=/tmp/s1 bash tools/motion_recipe.sh --smoke; OUT=/tmp/s2 bash tools/motion_recipe.sh --smoke --distill /tmp/s1/base_A
 set -euo pipefail
-smoke=0; distill=""
+smoke=0; mode=ab; src=""
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) smoke=1 ;;
-    --distill) distill=${2:?--distill needs an export folder or PARTS_DIR/base_A}; shift ;;
-    *) echo "error: unknown argument $1 (allowed: --smoke, --distill BASE)"; exit 2 ;;
+    --continue|--distill)
+      [ "$mode" = ab ] || { echo "error: give one of --continue BASE and --distill BASE"; exit 2; }
+      mode=${1#--}; src=${2:?$1 needs an export folder or PARTS_DIR/base_A}; shift ;;
+    *) echo "error: unknown argument $1 (allowed: --smoke, --continue BASE, --distill BASE)"; exit 2 ;;
   esac
   shift
 done
@@ -34,23 +43,25 @@ OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 rm -f "$OUT"/*.tgz.part-* "$OUT/results.tgz" "$OUT/summary.txt"
 # never inside the repository: a machine that re-copies the tree between calls must not take the run's files with it
-w=${WORK:-/tmp/flexivid_motion_recipe}; rm -rf "$w"; mkdir -p "$w/logs" "$w/eval"
-cache=runs/text_cache/minilm_synthetic.safetensors
-[ -f "$cache" ] || { echo "error: $cache not found (build it where MiniLM is: python tools/build_text_cache.py" \
-  "--config configs/pretrain_motion.yaml; then carry runs/text_cache)"; exit 2; }
-if [ -n "$distill" ]; then  # the base to distil, checked before anything slow
-  if [ -f "$distill/config.json" ] && [ -f "$distill/model.safetensors" ]; then base=$(cd "$distill" && pwd)
-  else bash tools/join_release.sh "$(dirname "$distill")" "$w/base" "$(basename "$distill")"; base=$w/base/flexivid-small
+w=${WORK:-/tmp/flexivid_motion_recipe}; rm -rf "$w"; mkdir -p "$w/logs" "$w/eval" "$w/configs"
+cache=${TEXT_CACHE:-runs/text_cache/minilm_synthetic.safetensors}
+[ -f "$cache" ] || { echo "error: text cache $cache not found (build it where MiniLM is: python" \
+  "tools/build_text_cache.py --config configs/pretrain_motion.yaml; then carry runs/text_cache)"; exit 2; }
+cache=$(cd "$(dirname "$cache")" && pwd)/$(basename "$cache")
+py=${PYTHON:-python3}
+if [ -n "$src" ]; then  # the base, checked before anything slow
+  if [ -f "$src/config.json" ] && [ -f "$src/model.safetensors" ]; then base=$(cd "$src" && pwd)
+  else bash tools/join_release.sh "$(dirname "$src")" "$w/base" "$(basename "$src")"; base=$w/base/flexivid-small
   fi
 fi
-if ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's deepspeed comes as carried wheels
+if ! "$py" -c "import importlib.util as u, sys; sys.exit(u.find_spec('deepspeed') is None)" \
+  && ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's deepspeed comes as carried wheels
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
 fi
 export NCCL_NVLS_ENABLE=0 TQDM_DISABLE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-py=${PYTHON:-python3}
 budget=${CALL_S:-545}
 left() { echo $((budget - SECONDS)); }
 summary() { tee -a "$OUT/summary.txt"; }
@@ -60,12 +71,12 @@ ship() {  # ship NAME DIR: DIR as NAME.tgz (a folder flexivid-small inside) in 1
   split -b 15m "$w/$1.tgz" "$OUT/$1.tgz.part-"
   echo "$1.tgz sha256 $(sha256sum "$w/$1.tgz" | cut -d' ' -f1) ($(du -b "$w/$1.tgz" | cut -f1) bytes)" | summary
 }
-launch() {  # launch LIMIT_S PORT CONFIG LOG: one training process on the one device, stopped after LIMIT_S seconds
+launch() {  # launch LIMIT_S PORT NAME: one training process on the one device, stopped after LIMIT_S seconds
   if [ "$smoke" = 1 ]; then  # CPU: tools/train.py alone is one process
-    MASTER_PORT=$2 timeout -k 20 "$1" "$py" tools/train.py --config "$3" > "$4" 2>&1
+    MASTER_PORT=$2 timeout -k 20 "$1" "$py" tools/train.py --config "$w/configs/$3.yaml" > "$w/logs/$3.log" 2>&1
   else  # = deepspeed --num_gpus 1 --master_port PORT, with this Python; timeout signals the launcher's whole group
     timeout -k 20 "$1" "$py" -m deepspeed.launcher.runner --num_gpus 1 --master_port "$2" tools/train.py \
-      --config "$3" > "$4" 2>&1
+      --config "$w/configs/$3.yaml" > "$w/logs/$3.log" 2>&1
   fi
 }
 export_step() { "$py" -c "import sys; from flexivid.models.serialization import read_spec
@@ -74,47 +85,74 @@ print(read_spec(sys.argv[1]).provenance.get('step'))" "$1"; }
   "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(date -u +%FT%TZ)"; } | summary
 
-# Fresh configs under $w/configs (a rerun never resumes an old run), checked by the trainer's own preflight.
-mkdir -p "$w/configs"
-"$py" - "$w" "$smoke" "${base:-}" <<'EOF'
+configure() {  # configure NAME KIND BASE STEPS: a fresh $w/configs/NAME.yaml, checked by the trainer's preflight
+  # KIND: thw | none (the arms' model.abs_pos), continue (pretraining from BASE in its architecture), distill
+  "$py" - "$w" "$smoke" "$cache" "$@" <<'EOF' | summary
 import os, sys, yaml
-from flexivid.config import load_config
+from flexivid.config import config_to_dict, load_config
 from flexivid.training.preflight import preflight
-w, smoke, base = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
-env = {"timestep_sampling": ("TS_SAMPLING", str), "timestep_loc": ("TS_LOC", float),
-       "timestep_scale": ("TS_SCALE", float), "timestep_shift": ("TS_SHIFT", float), "steps": ("STEPS", int)}
-runs = {}
-if base:
-    d = yaml.safe_load(open("configs/distill_motion.yaml"))
-    d["distill"]["base_checkpoint"] = base
-    if os.environ.get("DISTILL_STEPS"):
-        d["train"]["steps"] = int(os.environ["DISTILL_STEPS"])
-    runs["distill"] = d
+w, smoke, cache, (name, kind, base, steps) = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4:8]
+if kind == "distill":
+    cfg = yaml.safe_load(open("configs/distill_motion.yaml"))
+    cfg["distill"]["base_checkpoint"] = base
 else:
-    for arm, abs_pos in (("A", "thw"), ("B", "none")):
-        c = yaml.safe_load(open("configs/pretrain_motion.yaml"))
-        c["model"]["abs_pos"] = abs_pos
-        c["train"].update({k: tp(os.environ[e]) for k, (e, tp) in env.items() if os.environ.get(e)})
-        runs[f"pretrain_{arm}"] = c
-for name, cfg in runs.items():
-    cfg["train"]["out_dir"] = f"{w}/{name}"
-    if smoke:  # tiny trunk, 8x16x16 clips, 4 steps
-        cfg["data"].update(num_frames=8, height=16, width=16, num_workers=0)
-        cfg["train"].update(steps=4, micro_batch_size=2, log_every=2, ckpt_every=2)
-        if name == "distill":
-            cfg["distill"]["lora_rank"] = 4
-        else:
-            cfg["model"].update(preset="tiny", patch_size=[1, 2, 2])
-            cfg["train"].update(init_from=None, compile=False)
-    path = f"{w}/configs/{name}.yaml"
-    yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
+    cfg = yaml.safe_load(open("configs/pretrain_motion.yaml"))
+    env = {"timestep_sampling": ("TS_SAMPLING", str), "timestep_loc": ("TS_LOC", float),
+           "timestep_scale": ("TS_SCALE", float), "timestep_shift": ("TS_SHIFT", float), "lr": ("LR", float)}
+    cfg["train"].update({k: tp(os.environ[e]) for k, (e, tp) in env.items() if os.environ.get(e)})
+    if kind == "continue":  # base weights only: adapters are distilled afterwards
+        from flexivid.models.serialization import read_spec
+        cfg["model"] = {k: v for k, v in config_to_dict(read_spec(base).model).items() if k != "modes"}
+        cfg["train"]["init_from"] = base
+        cfg["data"]["num_workers"] = 14  # alone on the machine
+    else:
+        cfg["model"]["abs_pos"] = kind
+if steps:
+    cfg["train"]["steps"] = int(steps)
+cfg["train"]["out_dir"] = f"{w}/{name}"
+cfg["text"]["cache_path"] = cache
+if smoke:  # tiny trunk, 8x16x16 clips, 4 steps
+    cfg["data"].update(num_frames=8, height=16, width=16, num_workers=0)
+    cfg["train"].update(steps=4, micro_batch_size=2, log_every=2, ckpt_every=2, compile=False)
+    if kind == "distill":
+        cfg["distill"]["lora_rank"] = 4
+    elif kind != "continue":
+        cfg["model"].update(preset="tiny", patch_size=[1, 2, 2])
+        cfg["train"]["init_from"] = None
+path = f"{w}/configs/{name}.yaml"
+yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
+try:
     preflight(load_config(path), path, 1, "cpu" if smoke else "cuda")
-    t = cfg["train"]
-    print(f"{name}: {t['steps']} steps x {t['micro_batch_size']}, lr {t['lr']}, timesteps "
-          f"{t.get('timestep_sampling', 'logit_normal')} loc {t.get('timestep_loc', 0.0)} "
-          f"scale {t.get('timestep_scale', 1.0)} shift {t.get('timestep_shift', 1.0)}"
-          + (f", abs_pos {cfg['model']['abs_pos']}" if "model" in cfg else ""))
+except (ValueError, OSError) as e:  # the trainer's one-line errors
+    sys.exit(f"error: {' '.join(str(e).split())}")
+t = cfg["train"]
+print(f"{name}: {t['steps']} steps x {t['micro_batch_size']}, lr {t['lr']}, timesteps "
+      f"{t.get('timestep_sampling', 'logit_normal')} loc {t.get('timestep_loc', 0.0)} "
+      f"scale {t.get('timestep_scale', 1.0)} shift {t.get('timestep_shift', 1.0)}, from "
+      + (base if kind == "distill" else f"{t['init_from'] or 'scratch'}, abs_pos {cfg['model'].get('abs_pos')}"))
 EOF
+}
+finish() {  # finish NAME: the run's log into logs/ and its export checked; sets $step to the export's step
+  local run=$w/$1
+  cp "$run/log.jsonl" "$w/logs/$1_log.jsonl" 2>/dev/null || true
+  [ -f "$run/export/model.safetensors" ] || { tail -n 5 "$w/logs/$1.log"; pack
+    echo "error: $1 left no export (see logs/$1.log)" | summary; exit 1; }
+  step=$(export_step "$run/export")
+  echo "$1: export at step $step; last log: $(grep -h '"event": "train"' "$run/log.jsonl" | tail -n 1)" | summary
+}
+train_one() {  # train_one NAME PORT LIMIT_S: one run alone on the device
+  local t0=$SECONDS rc=0
+  launch "$3" "$2" "$1" || rc=$?
+  echo "$1: exit $rc; $((SECONDS - t0)) s (124: stopped at $3 s; the last export, every ckpt_every steps, counts)" \
+    | summary
+  finish "$1"
+}
+release() {  # release NAME EXPORT: the bf16 copy in $w/release_NAME/flexivid-small, shipped as NAME.tgz parts
+  "$py" tools/export_release.py --checkpoint "$2" --output "$w/release_$1/flexivid-small" > "$w/logs/release_$1.txt"
+  tail -n 1 "$w/logs/release_$1.txt" | summary
+  ship "$1" "$w/release_$1/flexivid-small"
+  pack
+}
 if [ "$smoke" = 1 ]; then
   size=(--steps 2 --batch-size 4); prompts1=(--num-prompts 4 --seeds 1); prompts3=(--num-prompts 4 --seeds 2)
   modes_clips=2
@@ -136,71 +174,66 @@ table() {  # table NAME...: the evaluated runs as a markdown table (docs, model 
   local f=() n; for n in "$@"; do [ -f "$w/eval/$n/eval_motion.json" ] && f+=("$w/eval/$n/eval_motion.json"); done
   [ ${#f[@]} -eq 0 ] || "$py" tools/eval_motion.py --table "${f[@]}" | summary
 }
+probe() {  # probe NAME CHECKPOINT: $DIRCLS (direction discrimination per t), when set and time is left
+  [ -n "${DIRCLS:-}" ] || { echo "direction probe $1: not run (DIRCLS unset)" | summary; return; }
+  [ "$(left)" -gt 30 ] || { echo "direction probe $1: skipped, $(left) s left" | summary; return; }
+  timeout -k 10 "$(( $(left) - 20 ))" $DIRCLS --checkpoint "$2" --output "$w/eval/$1/direction_probe.jsonl" \
+    > "$w/logs/direction_probe_$1.txt" 2>&1 || echo "direction probe $1: exit $? (see logs/direction_probe_$1.txt)" \
+    | summary
+  tail -n 20 "$w/logs/direction_probe_$1.txt" | summary
+  pack
+}
 
-if [ -z "$distill" ]; then
+case $mode in
+ab)
+  configure pretrain_A thw "" "${STEPS:-}"
+  configure pretrain_B none "" "${STEPS:-}"
   t0=$SECONDS  # A and B side by side on the one GPU, under the same wall-clock cap
-  launch "${PRETRAIN_S:-400}" 29611 "$w/configs/pretrain_A.yaml" "$w/logs/pretrain_A.log" & pid_a=$!
-  launch "${PRETRAIN_S:-400}" 29621 "$w/configs/pretrain_B.yaml" "$w/logs/pretrain_B.log" & pid_b=$!
+  launch "${PRETRAIN_S:-400}" 29611 pretrain_A & pid_a=$!
+  launch "${PRETRAIN_S:-400}" 29621 pretrain_B & pid_b=$!
   rc_a=0; wait $pid_a || rc_a=$?
   rc_b=0; wait $pid_b || rc_b=$?
   echo "pretrain A (abs_pos thw): exit $rc_a; B (abs_pos none): exit $rc_b; $((SECONDS - t0)) s" \
     "(124: stopped at PRETRAIN_S=${PRETRAIN_S:-400}; the last export, every ckpt_every steps, counts)" | summary
-  declare -A steps
-  for arm in A B; do
-    run=$w/pretrain_$arm
-    cp "$run/log.jsonl" "$w/logs/pretrain_${arm}_log.jsonl" 2>/dev/null || true
-    [ -f "$run/export/model.safetensors" ] || { tail -n 5 "$w/logs/pretrain_$arm.log"; pack
-      echo "error: pretrain_$arm left no export (see logs/pretrain_$arm.log)" | summary; exit 1; }
-    steps[$arm]=$(export_step "$run/export")
-    echo "arm $arm: export at step ${steps[$arm]}; last log: $(grep -h '"event": "train"' "$run/log.jsonl" \
-      | tail -n 1)" | summary
-    "$py" tools/export_release.py --checkpoint "$run/export" --output "$w/release_$arm/flexivid-small" \
-      > "$w/logs/release_$arm.txt"
-    ship "base_$arm" "$w/release_$arm/flexivid-small"
-  done
-  [ "${steps[A]}" = "${steps[B]}" ] \
+  finish pretrain_A; step_a=$step; release base_A "$w/pretrain_A/export"
+  finish pretrain_B; release base_B "$w/pretrain_B/export"
+  [ "$step_a" = "$step" ] \
     || echo "WARNING: A and B exported at different steps: the A - B comparison is not at equal steps" | summary
-  pack
-  evaluate B "$w/release_B/flexivid-small" "${prompts1[@]}"
+  evaluate B "$w/release_base_B/flexivid-small" "${prompts1[@]}"
   paired=(); [ -f "$w/eval/B/eval_motion.json" ] && paired=(--compare-to "$w/eval/B/eval_motion.json")
-  evaluate A "$w/release_A/flexivid-small" "${prompts1[@]}" "${paired[@]}"
+  evaluate A "$w/release_base_A/flexivid-small" "${prompts1[@]}" "${paired[@]}"
   table B A
-  # HOOK, direction discrimination per t (a diffusion classifier): not part of the recipe until such a tool exists
-  # in the repo; DIRCLS names its command, which must take --checkpoint DIR --output FILE.
-  if [ -n "${DIRCLS:-}" ]; then
-    for arm in B A; do
-      [ "$(left)" -gt 30 ] || { echo "direction probe $arm: skipped, $(left) s left" | summary; continue; }
-      timeout -k 10 "$(( $(left) - 20 ))" $DIRCLS --checkpoint "$w/release_$arm/flexivid-small" \
-        --output "$w/eval/$arm/direction_probe.jsonl" > "$w/logs/direction_probe_$arm.txt" 2>&1 \
-        || echo "direction probe $arm: exit $? (see logs/direction_probe_$arm.txt)" | summary
-      tail -n 20 "$w/logs/direction_probe_$arm.txt" | summary
-    done
-  else
-    echo "direction probe: not run (DIRCLS unset)" | summary
+  probe B "$w/release_base_B/flexivid-small"
+  probe A "$w/release_base_A/flexivid-small"
+  ;;
+continue)
+  configure continue continue "$base" "${STEPS:-}"
+  train_one continue 29641 "${PRETRAIN_S:-400}"
+  release base_C "$w/continue/export"
+  evaluate C "$w/release_base_C/flexivid-small" "${prompts1[@]}"
+  table C
+  probe C "$w/release_base_C/flexivid-small"
+  ;;
+distill)
+  if [ "${CONTINUE_STEPS:-0}" -gt 0 ]; then
+    configure continue continue "$base" "$CONTINUE_STEPS"
+    train_one continue 29641 "${CONTINUE_S:-270}"
+    base=$w/continue/export
   fi
-else
-  t0=$SECONDS
-  rc=0; launch "${DISTILL_S:-200}" 29631 "$w/configs/distill.yaml" "$w/logs/distill.log" || rc=$?
-  cp "$w/distill/log.jsonl" "$w/logs/distill_log.jsonl" 2>/dev/null || true
-  echo "distill of $base: exit $rc; $((SECONDS - t0)) s (124: stopped at DISTILL_S=${DISTILL_S:-200})" | summary
-  [ -f "$w/distill/export/model.safetensors" ] || { tail -n 5 "$w/logs/distill.log"; pack
-    echo "error: distillation left no export (see logs/distill.log)" | summary; exit 1; }
-  echo "distilled export at step $(export_step "$w/distill/export"); last log: $(grep -h '"event": "train"' \
-    "$w/distill/log.jsonl" | tail -n 1)" | summary
-  "$py" tools/export_release.py --checkpoint "$w/distill/export" --output "$w/release/flexivid-small" \
-    | tee "$w/logs/release_files.txt" | tail -n 1 | summary
-  ship model "$w/release/flexivid-small"
-  pack
+  configure distill distill "$base" "${DISTILL_STEPS:-}"
+  train_one distill 29631 "${DISTILL_S:-200}"
+  release model "$w/distill/export"
   # the weak-vs-full distance on the CPU (its noise generator is a CPU one), beside the GPU generation
   mkdir -p "$w/eval/release"
-  timeout -k 10 "$(( $(left) > 30 ? $(left) : 30 ))" "$py" tools/eval_modes.py --checkpoint "$w/release/flexivid-small" \
-    --num-clips "$modes_clips" --text-cache "$cache" --output "$w/eval/release/eval_modes.json" \
-    > "$w/logs/eval_modes.txt" 2>&1 & modes_pid=$!
-  evaluate release "$w/release/flexivid-small" "${prompts3[@]}"
+  timeout -k 10 "$(( $(left) > 30 ? $(left) : 30 ))" "$py" tools/eval_modes.py \
+    --checkpoint "$w/release_model/flexivid-small" --num-clips "$modes_clips" --text-cache "$cache" \
+    --output "$w/eval/release/eval_modes.json" > "$w/logs/eval_modes.txt" 2>&1 & modes_pid=$!
+  evaluate release "$w/release_model/flexivid-small" "${prompts3[@]}"
   table release
   wait "$modes_pid" || echo "eval_modes: exit $? (see logs/eval_modes.txt)" | summary
   { echo "== eval_modes"; cat "$w/logs/eval_modes.txt"; } | summary
-fi
+  ;;
+esac
 pack
 echo "recipe wall-clock: $SECONDS s" | summary
 ls -la "$OUT"
