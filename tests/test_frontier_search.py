@@ -73,3 +73,66 @@ def test_full_at_n_costs_n_over_reference():
     cfg = ModelConfig(preset="tiny", in_channels=3)
     s = parse_schedule("full", 10, MODES)
     assert flops_fraction(s, cfg, MODES, (3, 8, 32, 32), 8) == 1.0  # per-step fraction; x N/ref in the frontier
+
+
+class _Stub:
+    """A Frontier stand-in on a fake clock: measuring a candidate costs its FLOPs fraction in seconds."""
+
+    def __init__(self, limit: float, reserve: float):
+        from types import SimpleNamespace
+
+        from flexivid.eval.frontier import FrontierSettings
+        from flexivid.eval.frontier_budget import TimeBudget
+
+        self.s = FrontierSettings(checkpoint="unused", steps=12, step_grid=(6, 12), screen_prompts=4)
+        self.now, self.reserve, self.order = 0.0, reserve, []
+        self.budget = TimeBudget(limit, log=lambda *_: None, clock=lambda: self.now)
+        self.pipe = SimpleNamespace(model=SimpleNamespace(modes=MODES))
+        self.cfg = ModelConfig(preset="tiny", in_channels=3)
+
+    def flops(self, c):
+        return flops_fraction(parse_schedule(c.spec, c.steps, MODES), self.cfg, MODES, (3, 8, 32, 32), 8) * c.steps / 12
+
+    def measure(self, c, n, seeds):
+        import numpy as np
+        from types import SimpleNamespace
+
+        self.order.append(c)
+        self.now += self.flops(c)
+        self.budget.generation.add(self.flops(c), n * self.flops(c))
+        quality = self.flops(c) ** 0.5  # more compute, better: the front is every candidate's upper hull
+        return SimpleNamespace(candidate=c, flops=self.flops(c), scores={"fidelity": np.full((n, seeds), quality)})
+
+    def headline_reserve(self):
+        return self.reserve
+
+
+def test_screen_runs_within_budget_candidates_first_nearest_below_a_budget():
+    from flexivid.eval.frontier_search import _slack, screen
+
+    fr = _Stub(limit=0.0, reserve=0.0)  # no limit: everything
+    done = screen(fr, log=lambda *_: None)
+    grid = [c for c in coarse_grid(MODES, (6, 12))]
+    assert set(grid) <= {m.candidate for m in done} and fr.order[0] == Candidate("full", 12)
+    inside = [c for c in grid if fr.flops(c) <= 0.35 + 1e-9]
+    first = fr.order[1:1 + len(inside)]  # the grid within the largest budget, nearest below a budget first
+    assert set(first) == set(inside) and first == sorted(first, key=lambda c: _slack(fr.flops(c), (0.35, 0.25)))
+    refined = fr.order[1 + len(inside):]
+    k = next(i for i, c in enumerate(refined) if c in grid)  # its refinement, all within budget, comes next
+    assert k > 0 and all(fr.flops(c) <= 0.35 + 1e-9 and c not in grid for c in refined[:k])
+    later = [c for c in refined[k:] if c in grid]
+    assert later == refined[k:k + len(later)] == sorted(later, key=fr.flops)  # then the rest, cheapest first
+
+
+def test_screen_stops_at_the_reserve_but_keeps_its_own_share():
+    from flexivid.eval.frontier_budget import SCREEN_SHARE
+    from flexivid.eval.frontier_search import screen
+
+    fr = _Stub(limit=100.0, reserve=97.0)  # 3 s left beside the reserve, but 15 s of screen are guaranteed
+    screen(fr, log=lambda *_: None)
+    spent = fr.now
+    assert SCREEN_SHARE * 100.0 - 1.0 <= spent <= SCREEN_SHARE * 100.0 + 1e-9
+    assert fr.budget.cut and fr.budget.cut[0].startswith("screen stopped")
+    fr = _Stub(limit=100.0, reserve=60.0)  # 40 s beside the reserve: the screen goes past its share, up to the reserve
+    screen(fr, log=lambda *_: None)
+    assert SCREEN_SHARE * 100.0 < fr.now <= 40.0 + 1e-9

@@ -345,7 +345,8 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
             t0 = time.perf_counter()
             write_outputs(summarize(s, fr, screened, final, real), s, final, fr, figures=False)
             budget.rewrite.add(time.perf_counter() - t0, len(final))
-    if final:
+    if final:  # the figures too, before timing: a run stopped there has them
+        write_outputs(summarize(s, fr, screened, final, real), s, final, fr)
         fr.time_rows(final)
     report = summarize(s, fr, screened, final, real)
     report["wall_clock_s"] = budget.elapsed()

@@ -12,8 +12,8 @@
 # SECONDS for the whole command (default 470: benchmark.py gets --time-limit LIMIT-40, an interrupt at LIMIT-10 and a
 # kill 5 s later), and anything after -- goes to tools/benchmark.py. Writes under $OUT: frontier.json, frontier.md,
 # frontier.png, samples.gif, calibration.json, frontier.log and eval_modes.json (7 files, well under 16 MiB each).
-# A run interrupted at the limit leaves json/md/calibration of every finished row; frontier.png and samples.gif come
-# from the final write (python tools/benchmark.py --replot --output OUT draws the plot from the JSON). Then, here:
+# A run interrupted at the limit leaves json/md/calibration of every finished row; frontier.png and samples.gif are
+# drawn after the front line and at the end (--replot --output OUT redraws the plot from the JSON). Then, here:
 #   cp -r OUT docs/results/frontier_v2 && cp OUT/calibration.json CHECKPOINT/ &&
 #   python tools/benchmark.py --replot --output docs/results/frontier_v2 --headline-into README.md docs/results.md
 set -euo pipefail
@@ -111,7 +111,7 @@ timeout --signal=INT -k 5 $((limit - 10)) $py tools/benchmark.py --checkpoint "$
   --output "$OUT" --calibration-dir "$OUT" --time-limit $((limit - 40)) "${fvd[@]}" "${size[@]}" "${extra[@]}" 2>&1 \
   | tee "$OUT/frontier.log" || status=$?
 # Every row rewrites frontier.json/md and calibration.json before the next starts (timing last), so a run
-# stopped at the limit still leaves the tables of what ran (then --replot draws frontier.png from the JSON).
+# stopped at the limit still leaves the tables of what ran; the figures are drawn once more before timing starts.
 if [ -n "$modes_pid" ]; then
   wait "$modes_pid" || echo "warning: tools/eval_modes.py did not finish (see below)" >&2
   cat "$work/eval_modes.log" | tee -a "$OUT/frontier.log"
