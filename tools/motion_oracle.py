@@ -54,11 +54,15 @@ VARIANTS = {
     "reversal": lambda a: {"directions": (a["direction"], OPPOSITE[a["direction"]])},
     # starts anywhere on the torus: the best predictor equivariant to (circular) translation
     "no_position": lambda a: {"anywhere": True},
+    "no_position_no_direction": lambda a: {"anywhere": True, "directions": DIRECTIONS},
+    "no_position_no_speed": lambda a: {"anywhere": True, "speeds": SPEEDS},
 }
 
 
-def oracle_for(attrs: dict, variant: str, subpixel: int) -> MotionOracle:
-    return MotionOracle(attrs, *CLIP, subpixel=subpixel, **VARIANTS[variant](attrs))
+def oracle_for(attrs: dict, variant: str, subpixel: int, anywhere: bool = False) -> MotionOracle:
+    kwargs = VARIANTS[variant](attrs)
+    return MotionOracle(attrs, *CLIP, subpixel=subpixel, **{**kwargs, "anywhere": anywhere or kwargs.get("anywhere",
+                                                                                                         False)})
 
 
 def probe_set(n: int, seed: int, t_grid) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
@@ -197,8 +201,8 @@ def cmd_sample(args) -> list[dict]:
     videos = {run: [] for run in runs}
     for p, a in enumerate(wanted):  # caption outer: its two oracles are built once and serve every variant
         for attribute in args.attributes:
-            oracles = {True: oracle_for(a, "full", args.subpixel), False: oracle_for(a, f"no_{attribute}",
-                                                                                     args.subpixel)}
+            oracles = {known: oracle_for(a, "full" if known else f"no_{attribute}", args.subpixel, args.anywhere)
+                       for known in (True, False)}
             for variant in args.variants:
                 for s in range(args.seeds):
                     gen = torch.Generator().manual_seed(args.seed * 1000 + s * 100_003 + p)
@@ -210,7 +214,7 @@ def cmd_sample(args) -> list[dict]:
         scores = clip_scores(videos[attribute, variant], [a for a in wanted for _ in range(args.seeds)])
         row = {"experiment": "sample", "attribute": attribute, "variant": variant, "captions": args.captions,
                "seeds": args.seeds, "steps": args.steps, "shift": args.shift, "subpixel": args.subpixel,
-               "clip": list(CLIP), "seed": args.seed}
+               "anywhere": args.anywhere, "clip": list(CLIP), "seed": args.seed}
         for k in ("direction", "speed", "jump", "straightness", *(x for x in ATTRIBUTES
                                                                   if x not in ("direction", "speed"))):
             row[k] = interval(scores[k].reshape(args.captions, args.seeds))
@@ -303,6 +307,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--shift", type=float, default=1.0)
     p.add_argument("--attributes", nargs="+", default=["direction"], choices=["direction", "speed"])
+    p.add_argument("--anywhere", action="store_true",
+                   help="oracles with starts anywhere on the torus (the best translation-equivariant denoiser)")
     p.add_argument("--variants", nargs="+", default=["always", "never", "above:0.95", "above:0.9", "above:0.8",
                                                      "above:0.7", "below:0.95", "below:0.9", "below:0.8",
                                                      "below:0.7"])
