@@ -67,14 +67,13 @@ def oracle_for(attrs: dict, variant: str, subpixel: int, anywhere: bool = False)
 
 def probe_set(n: int, seed: int, t_grid) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     """``n`` test-split clips ``x0 (n, 3, F, H, W)``, their attrs, and one noise draw per (clip, t):
-    ``noise (n, len(t_grid), 3, F, H, W)``, clip i's draws seeded by ``(seed, i)`` alone, so any subset of clips
-    (e.g. ``--clips`` smaller) sees the same noise."""
+    ``noise (n, len(t_grid), 3, F, H, W)``. The draw of clip i at t is seeded by ``(seed, i, t)`` alone, so runs
+    with fewer clips or another t grid see the same noise on the (clip, t) they share."""
     data = SyntheticVideoDataset(DataConfig(split="test", num_frames=CLIP[0], height=CLIP[1], width=CLIP[2],
                                             num_clips=n, seed=seed))
     items = [data[i] for i in range(n)]
-    noise = torch.stack([torch.randn(len(t_grid), 3, *CLIP, generator=torch.Generator().manual_seed(seed * 1_000_003
-                                                                                                      + i))
-                         for i in range(n)])
+    noise = torch.stack([torch.stack([torch.randn(3, *CLIP, generator=torch.Generator().manual_seed(
+        (seed * 100_003 + i) * 10_007 + round(t * 10_000))) for t in t_grid]) for i in range(n)])
     return [it["attrs"] for it in items], torch.stack([it["video"] for it in items]), noise
 
 
