@@ -5,14 +5,14 @@ words known or marginalised. Subcommands (each appends JSON lines to ``--output`
 
 * ``value``: the oracle's flow loss per t when it knows the full caption, or not the direction, not the speed, or
   neither, on test-split clips (one noise draw per clip and t); optionally the loss of a checkpoint on the same
-  (clip, noise, t) for scale.
+  (clip, noise, t) for scale. ``--variants reversal no_position ...``: the best predictor that is equivariant to
+  time reversal, or to translation (starts anywhere on the torus), instead.
 * ``sample``: samples drawn with the oracle through the project's Euler sampler (``FlexiScheduler``, CFG off),
   knowing the direction (or the speed) only in some noise range, scored by ``flexivid.eval.fidelity``.
 * ``classify``: a checkpoint as a diffusion classifier: its flow loss under each of the 4 direction captions (same
   clip, noise and t); accuracy of the argmin and the margin, next to the oracle's on the same inputs.
-* ``position``: what a translation-equivariant predictor loses against ``E[x0 | caption]`` at high noise.
 
-    python tools/motion_oracle.py value --clips 128 --output docs/results/motion_oracle/value.jsonl
+    python tools/motion_oracle.py value --clips 128 --subpixel 8 --output docs/results/motion_oracle/value.jsonl
     python tools/motion_oracle.py sample --captions 64 --seeds 2 --output docs/results/motion_oracle/sample.jsonl
     python tools/motion_oracle.py classify --checkpoint checkpoints/flexivid-small --device cuda --batch 64 \\
         --clips 256 --output $OUT/classify.jsonl
