@@ -92,6 +92,7 @@ def test_tool_value_sample_classify(tmp_path, capsys):
     assert main(["classify", "--oracle-only", "--oracle", "--clips", "2", "--t", "0.5", "--output", str(out)]) == 0
     row = json.loads(out.read_text())
     assert row["oracle_accuracy"]["mean"] == 1.0 and row["oracle_margin"]["mean"] > 0
+    assert row["oracle_axis_accuracy"]["mean"] == 1.0 and row["oracle_sign_accuracy"]["mean"] == 1.0
 
     from tools.motion_oracle_report import main as report
 

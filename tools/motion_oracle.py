@@ -266,7 +266,12 @@ def cmd_classify(args) -> list[dict]:
             row[f"{name}_margin"] = interval(other - true_loss)
             row[f"{name}_margin_pct"] = ratio_interval(100 * (other - true_loss), true_loss)
             row[f"{name}_loss_true"] = interval(true_loss)
+            # axis (horizontal or vertical) and sign apart: a time-reversal-equivariant model gets the axis only
+            opposite = np.array([DIRECTIONS.index(OPPOSITE[DIRECTIONS[i]]) for i in truth])
+            row[f"{name}_axis_accuracy"] = interval((loss.argmin(1) // 2 == truth // 2).astype(float))
+            row[f"{name}_sign_accuracy"] = interval((true_loss < loss[np.arange(args.clips), opposite]).astype(float))
             row.setdefault("per_clip", {})[name] = [[round(float(v), 7) for v in r] for r in loss]
+        row["per_clip"]["direction"] = [DIRECTIONS[i] for i in truth]
         rows.append(row)
         if model is not None:  # a slow model run keeps what it has measured so far
             print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)

@@ -66,12 +66,14 @@ def sample_table(rows: list[dict]) -> list[str]:
 
 
 def classify_table(rows: list[dict]) -> list[str]:
-    out = ["| t | clips | model: accuracy | model: margin (% of its loss) | model: loss (x1e-3) | oracle: accuracy | "
-           "oracle: loss (x1e-3) | oracle posterior: accuracy |", "|---" * 8 + "|"]
+    out = ["| t | clips | model: accuracy | model: axis accuracy | model: sign accuracy (true vs reversed) | "
+           "model: margin (% of its loss) | model: loss (x1e-3) | oracle: accuracy | oracle: loss (x1e-3) | "
+           "oracle posterior: accuracy |", "|---" * 10 + "|"]
     for r in rows:
         cells = [str(r["t"]), str(r["clips"])]
-        cells += [fmt(r["model_accuracy"], 2), pct(r["model_margin_pct"]), fmt(r["model_loss_true"], 3, 1e3)] \
-            if "model_accuracy" in r else ["-", "-", "-"]
+        cells += [fmt(r["model_accuracy"], 2), fmt(r["model_axis_accuracy"], 2), fmt(r["model_sign_accuracy"], 2),
+                  pct(r["model_margin_pct"]), fmt(r["model_loss_true"], 3, 1e3)] \
+            if "model_accuracy" in r else ["-"] * 5
         cells += [fmt(r["oracle_accuracy"], 2), fmt(r["oracle_loss_true"], 3, 1e3),
                   fmt(r["oracle_posterior_accuracy"], 2)] if "oracle_accuracy" in r else ["-", "-", "-"]
         out.append("| " + " | ".join(cells) + " |")
