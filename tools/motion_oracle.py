@@ -5,14 +5,14 @@ words known or marginalised. Subcommands (each appends JSON lines to ``--output`
 
 * ``value``: the oracle's flow loss per t when it knows the full caption, or not the direction, not the speed, or
   neither, on test-split clips (one noise draw per clip and t); optionally the loss of a checkpoint on the same
-  (clip, noise, t) for scale.
+  (clip, noise, t) for scale. ``--variants reversal no_position ...``: the best predictor that is equivariant to
+  time reversal, or to translation (starts anywhere on the torus), instead.
 * ``sample``: samples drawn with the oracle through the project's Euler sampler (``FlexiScheduler``, CFG off),
   knowing the direction (or the speed) only in some noise range, scored by ``flexivid.eval.fidelity``.
 * ``classify``: a checkpoint as a diffusion classifier: its flow loss under each of the 4 direction captions (same
   clip, noise and t); accuracy of the argmin and the margin, next to the oracle's on the same inputs.
-* ``position``: what a translation-equivariant predictor loses against ``E[x0 | caption]`` at high noise.
 
-    python tools/motion_oracle.py value --clips 128 --output docs/results/motion_oracle/value.jsonl
+    python tools/motion_oracle.py value --clips 128 --subpixel 8 --output docs/results/motion_oracle/value.jsonl
     python tools/motion_oracle.py sample --captions 64 --seeds 2 --output docs/results/motion_oracle/sample.jsonl
     python tools/motion_oracle.py classify --checkpoint checkpoints/flexivid-small --device cuda --batch 64 \\
         --clips 256 --output $OUT/classify.jsonl
@@ -54,23 +54,26 @@ VARIANTS = {
     "reversal": lambda a: {"directions": (a["direction"], OPPOSITE[a["direction"]])},
     # starts anywhere on the torus: the best predictor equivariant to (circular) translation
     "no_position": lambda a: {"anywhere": True},
+    "no_position_no_direction": lambda a: {"anywhere": True, "directions": DIRECTIONS},
+    "no_position_no_speed": lambda a: {"anywhere": True, "speeds": SPEEDS},
 }
 
 
-def oracle_for(attrs: dict, variant: str, subpixel: int) -> MotionOracle:
-    return MotionOracle(attrs, *CLIP, subpixel=subpixel, **VARIANTS[variant](attrs))
+def oracle_for(attrs: dict, variant: str, subpixel: int, anywhere: bool = False) -> MotionOracle:
+    kwargs = VARIANTS[variant](attrs)
+    return MotionOracle(attrs, *CLIP, subpixel=subpixel, **{**kwargs, "anywhere": anywhere or kwargs.get("anywhere",
+                                                                                                         False)})
 
 
 def probe_set(n: int, seed: int, t_grid) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     """``n`` test-split clips ``x0 (n, 3, F, H, W)``, their attrs, and one noise draw per (clip, t):
-    ``noise (n, len(t_grid), 3, F, H, W)``, clip i's draws seeded by ``(seed, i)`` alone, so any subset of clips
-    (e.g. ``--clips`` smaller) sees the same noise."""
+    ``noise (n, len(t_grid), 3, F, H, W)``. The draw of clip i at t is seeded by ``(seed, i, t)`` alone, so runs
+    with fewer clips or another t grid see the same noise on the (clip, t) they share."""
     data = SyntheticVideoDataset(DataConfig(split="test", num_frames=CLIP[0], height=CLIP[1], width=CLIP[2],
                                             num_clips=n, seed=seed))
     items = [data[i] for i in range(n)]
-    noise = torch.stack([torch.randn(len(t_grid), 3, *CLIP, generator=torch.Generator().manual_seed(seed * 1_000_003
-                                                                                                      + i))
-                         for i in range(n)])
+    noise = torch.stack([torch.stack([torch.randn(3, *CLIP, generator=torch.Generator().manual_seed(
+        (seed * 100_003 + i) * 10_007 + round(t * 10_000))) for t in t_grid]) for i in range(n)])
     return [it["attrs"] for it in items], torch.stack([it["video"] for it in items]), noise
 
 
@@ -197,8 +200,8 @@ def cmd_sample(args) -> list[dict]:
     videos = {run: [] for run in runs}
     for p, a in enumerate(wanted):  # caption outer: its two oracles are built once and serve every variant
         for attribute in args.attributes:
-            oracles = {True: oracle_for(a, "full", args.subpixel), False: oracle_for(a, f"no_{attribute}",
-                                                                                     args.subpixel)}
+            oracles = {known: oracle_for(a, "full" if known else f"no_{attribute}", args.subpixel, args.anywhere)
+                       for known in (True, False)}
             for variant in args.variants:
                 for s in range(args.seeds):
                     gen = torch.Generator().manual_seed(args.seed * 1000 + s * 100_003 + p)
@@ -210,7 +213,7 @@ def cmd_sample(args) -> list[dict]:
         scores = clip_scores(videos[attribute, variant], [a for a in wanted for _ in range(args.seeds)])
         row = {"experiment": "sample", "attribute": attribute, "variant": variant, "captions": args.captions,
                "seeds": args.seeds, "steps": args.steps, "shift": args.shift, "subpixel": args.subpixel,
-               "clip": list(CLIP), "seed": args.seed}
+               "anywhere": args.anywhere, "clip": list(CLIP), "seed": args.seed}
         for k in ("direction", "speed", "jump", "straightness", *(x for x in ATTRIBUTES
                                                                   if x not in ("direction", "speed"))):
             row[k] = interval(scores[k].reshape(args.captions, args.seeds))
@@ -263,7 +266,12 @@ def cmd_classify(args) -> list[dict]:
             row[f"{name}_margin"] = interval(other - true_loss)
             row[f"{name}_margin_pct"] = ratio_interval(100 * (other - true_loss), true_loss)
             row[f"{name}_loss_true"] = interval(true_loss)
+            # axis (horizontal or vertical) and sign apart: a time-reversal-equivariant model gets the axis only
+            opposite = np.array([DIRECTIONS.index(OPPOSITE[DIRECTIONS[i]]) for i in truth])
+            row[f"{name}_axis_accuracy"] = interval((loss.argmin(1) // 2 == truth // 2).astype(float))
+            row[f"{name}_sign_accuracy"] = interval((true_loss < loss[np.arange(args.clips), opposite]).astype(float))
             row.setdefault("per_clip", {})[name] = [[round(float(v), 7) for v in r] for r in loss]
+        row["per_clip"]["direction"] = [DIRECTIONS[i] for i in truth]
         rows.append(row)
         if model is not None:  # a slow model run keeps what it has measured so far
             print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)
@@ -303,6 +311,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--shift", type=float, default=1.0)
     p.add_argument("--attributes", nargs="+", default=["direction"], choices=["direction", "speed"])
+    p.add_argument("--anywhere", action="store_true",
+                   help="oracles with starts anywhere on the torus (the best translation-equivariant denoiser)")
     p.add_argument("--variants", nargs="+", default=["always", "never", "above:0.95", "above:0.9", "above:0.8",
                                                      "above:0.7", "below:0.95", "below:0.9", "below:0.8",
                                                      "below:0.7"])

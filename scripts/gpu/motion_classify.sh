@@ -5,7 +5,7 @@
 #
 #   OUT=/out scripts/gpu/motion_classify.sh                          # on the GPU, carrying runs/text_cache
 #   OUT=/out scripts/gpu/motion_classify.sh --checkpoint DIR --clips 256
-#   OUT=/tmp/c scripts/gpu/motion_classify.sh --smoke                # CPU: 1 clip at one t
+#   OUT=/tmp/c scripts/gpu/motion_classify.sh --smoke     # CPU: 1 clip at one t (PYTHON=... picks the interpreter)
 #
 # Writes $OUT/classify.jsonl (one line per t, per-clip losses included) and $OUT/classify.log.
 set -euo pipefail
