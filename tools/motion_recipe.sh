@@ -15,7 +15,8 @@
 #   Back: model.tgz.part-*, results.tgz, summary.txt.
 # BASE: an export folder (config.json, model.safetensors), or PARTS_DIR/base_A for a call's parts (joined by
 # tools/join_release.sh). Pretraining draws timesteps from TS_SAMPLING / TS_LOC / TS_SCALE / TS_SHIFT
-# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. TEXT_CACHE: the caption cache
+# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. BATCH (train.micro_batch_size) and
+# CKPT_EVERY (train.ckpt_every) apply to pretraining and distillation alike. TEXT_CACHE: the caption cache
 # (default runs/text_cache/minilm_synthetic.safetensors). DIRCLS (optional): a direction probe
 # run on each scored base as `$DIRCLS --checkpoint DIR --output FILE`, e.g.
 # DIRCLS='python3 tools/motion_oracle.py classify --device cuda --batch 64 --clips 128'.
@@ -107,6 +108,8 @@ else:
         cfg["data"]["num_workers"] = 14  # alone on the machine
     else:
         cfg["model"]["abs_pos"] = kind
+sizes = {"micro_batch_size": "BATCH", "ckpt_every": "CKPT_EVERY"}  # both kinds
+cfg["train"].update({k: int(os.environ[e]) for k, e in sizes.items() if os.environ.get(e)})
 if steps:
     cfg["train"]["steps"] = int(steps)
 cfg["train"]["out_dir"] = f"{w}/{name}"
