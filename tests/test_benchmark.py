@@ -64,6 +64,10 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     assert [e.label for e in cal.entries] == list(rows) and cal.clip == [8, 16, 16]
     assert [e.flops_fraction for e in cal.entries] == [r["flops_fraction"] for r in rows.values()]
     assert len(cal.entries[0].scores) == 4 and set(cal.entries[0].time_s) == {"b2"}
+    e = cal.entries[1]  # FVD - floor and its interval, for --compute --quality fvd
+    assert e.fvd == weak["fvd"]["above_floor"] and cal.entries[0].fvd == full["fvd"]["above_floor"]
+    assert (e.fvd_low, e.fvd_high) == (weak["fvd"]["fvd"]["low"] - weak["fvd"]["floor"]["mean"],
+                                       weak["fvd"]["fvd"]["high"] - weak["fvd"]["floor"]["mean"])
     choice = pick(0.6, cal, steps=2)  # only full@1 fits
     assert (choice.schedule, choice.steps) == ("full", 1)
     # the headline: within 0.9 the weak schedule, beside full@1 and full@2, each target met or missed; none within 0.3

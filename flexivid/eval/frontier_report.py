@@ -251,9 +251,12 @@ def calibration_of(report: dict, final: list, s) -> Calibration:
             bs, kind = key.split("_")
             if t is not None and (kind == "compiled" or bs not in times):
                 times[bs] = t
+        f = r.get("fvd")  # FVD - floor and its interval, as the headline shows them: --compute --quality fvd
+        fvd = (f["above_floor"], f["fvd"]["low"] - f["floor"]["mean"], f["fvd"]["high"] - f["floor"]["mean"]) \
+            if f else (None, None, None)
         entries.append(Entry(r["label"], r["spec"], r["steps"], r["guidance"] or s.guidance_scale,
                              r["flops_fraction"], q["mean"], q["low"], q["high"], times,
-                             [round(float(v), 5) for v in per_prompt]))
+                             [round(float(v), 5) for v in per_prompt], *fvd))
     return Calibration(s.quality, report["higher_is_better"], s.steps, report["clip"], entries, report["device"],
                        f"tools/benchmark.py --checkpoint {s.checkpoint}")
 
