@@ -139,7 +139,10 @@ def headline_block(report: dict, source: str) -> str:
     s = report["settings"]
     cut = f" Cut by the time limit: {'; '.join(report['truncated'])}." if report.get("truncated") else ""
     return "\n".join([
-        f"Best FlexiDiT schedule per FLOPs budget ({report['device']}, {report.get('date', 'date not recorded')}; "
+        f"Best FlexiDiT schedule per FLOPs budget, beside full@N at equal FLOPs, the most full steps within the "
+        f"budget (fewer steps at the same budget; a row only the {s['screen_prompts']}-prompt screen measured is "
+        f"marked screen only) and full@{s['steps']} "
+        f"({report['device']}, {report.get('date', 'date not recorded')}; "
         f"{s['prompts']} held-out prompts x {s['seeds']} seeds; quality axis {report['quality']}; intervals: paired "
         f"bootstrap 95% over prompts, `≈` = tie; FVD - floor: FVD and its interval less the real-vs-real floor at "
         f"the same N). Raw: `{source}`, written by `tools/benchmark.py`.{cut}", "",
