@@ -80,3 +80,20 @@ def test_replot_of_the_committed_h200_run_shows_full_at_10_from_the_screen(tmp_p
     assert "- <= 0.35: **coarse_time:5,coarse_space:5,full:5@15** against full@10" in head
     assert "fewer steps wins or ties at this budget" in head
     assert json.loads((tmp_path / "frontier.json").read_text()) == json.loads(src.read_text())  # raw file untouched
+
+
+def test_frontier_md_lists_each_schedule_against_the_most_full_steps_within_a_budget():
+    from flexivid.eval.frontier_render import markdown
+
+    rows = [_row("full@30", 1.0, 0.99, "fewer full steps"), _row("full@10", 10 / 30, 0.95, "fewer full steps"),
+            _row("full@7", 7 / 30, 0.80, "fewer full steps"),
+            _row("a@15", 0.248, 0.89, baseline="full@7", vs_baseline={"fidelity": _iv(0.09, 0.03)},
+                 verdict_vs_baseline="better", vs_fewer_steps={"full@10": _iv(-0.06, 0.02)})]
+    settings = {**SETTINGS, "prompts": 256, "seeds": 3, "checkpoint": "c", "guidance_scale": 4.0,
+                "merge_adapters": True, "fvd_real": 2048}
+    report = {"device": "CPU", "clip": [16, 64, 64], "quality": "fidelity", "higher_is_better": True,
+              "settings": settings, "rows": [{**r, "front": {}} for r in rows], "truncated": []}
+    report["headline"] = headline(report["rows"], settings)
+    md = markdown(report)
+    assert "## Against the most full steps within each budget" in md
+    assert "| a@15 | 24.8 | full@10 | -0.060 [-0.080, -0.040] | worse (fewer steps wins) |" in md

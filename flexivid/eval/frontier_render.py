@@ -53,6 +53,15 @@ VERDICT = {"better": "FlexiDiT wins at this budget", "tie": "fewer steps ties at
            "worse": "fewer steps wins at this budget"}
 
 
+VERDICT_WORD = {"better": "better", "tie": "tie", "worse": "worse (fewer steps wins)"}
+
+
+def _verdict_of(d: dict, report: dict) -> str:
+    if d["low"] <= 0 <= d["high"]:
+        return "tie"
+    return "better" if (d["low"] > 0) == report.get("higher_is_better", True) else "worse"
+
+
 def fewer_steps_verdict(f: dict | None) -> str:
     """One plain line: the best FlexiDiT schedule within a budget against the best full@N within it."""
     if not f:
@@ -200,6 +209,11 @@ def markdown(report: dict) -> str:
     if body:
         lines += ["", f"## Against fewer full steps at equal FLOPs (full@floor(FLOPs x {s['steps']}))", ""]
         lines += _table(["schedule", "FLOPs %", "baseline", f"Δ{q}", "verdict"], body)
+    body = [[r["label"], f"{100 * r['flops_fraction']:.1f}", full, _diff(d), VERDICT_WORD[_verdict_of(d, report)]]
+            for r in rows for full, d in r.get("vs_fewer_steps", {}).items()]
+    if body:
+        lines += ["", "## Against the most full steps within each budget (fewer steps at the same budget)", ""]
+        lines += _table(["schedule", "FLOPs %", "full@N", f"Δ{q}", "verdict"], body)
     if any("fvd" in r for r in rows):
         body = []
         for r in rows:
