@@ -97,3 +97,13 @@ def test_frontier_md_lists_each_schedule_against_the_most_full_steps_within_a_bu
     md = markdown(report)
     assert "## Against the most full steps within each budget" in md
     assert "| a@15 | 24.8 | full@10 | -0.060 [-0.080, -0.040] | worse (fewer steps wins) |" in md
+
+
+def test_an_exact_tie_is_a_tie_not_a_win_for_either():
+    rows = [_row("full@30", 1.0, 0.99, "fewer full steps"), _row("full@10", 10 / 30, 0.9, "fewer full steps"),
+            _row("a@15", 0.248, 0.9, vs_fewer_steps={"full@10": {"mean": 0.0, "low": 0.0, "high": 0.0}})]
+    f = headline(rows, SETTINGS)[0]["fewer_steps"]
+    assert (f["verdict"], f["ahead"]) == ("tie", "neither")
+    table = "\n".join(headline_table({"settings": SETTINGS, "quality": "fidelity", "rows": rows,
+                                      "headline": headline(rows, SETTINGS)}))
+    assert "fewer steps ties at this budget: ≈ +0.000" in table and "wins or ties" not in table

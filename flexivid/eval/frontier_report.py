@@ -216,7 +216,7 @@ def fewer_steps(best: dict | None, budget: float, rows: list[dict], screen: list
         if d is not None:
             out.update(source="front line", paired=True, diff=d, verdict=_verdict(d, hib),
                        full_quality=full["metrics"][s.quality], quality=best["metrics"][s.quality])
-            out["ahead"] = "flexidit" if (d["mean"] > 0) == hib else "full"
+            out["ahead"] = _ahead(d["mean"], hib)
             return out
     by = {r["label"]: r for r in screen}
     theirs, mine = by.get(label), by.get(best["label"])
@@ -228,15 +228,21 @@ def fewer_steps(best: dict | None, budget: float, rows: list[dict], screen: list
 
         d = paired_diff_ci(np.array(mine["scores"], float), np.array(theirs["scores"], float)).as_dict()
         out.update(paired=True, diff=d, verdict=_verdict(d, hib))
-        out["ahead"] = "flexidit" if (d["mean"] > 0) == hib else "full"
+        out["ahead"] = _ahead(d["mean"], hib)
         return out
     a, f = mine["quality"], theirs["quality"]
-    sign = 1.0 if hib else -1.0
     better = a["low"] > f["high"] if hib else a["high"] < f["low"]
     worse = a["high"] < f["low"] if hib else a["low"] > f["high"]
     out.update(paired=False, verdict="better" if better else "worse" if worse else "tie",
-               ahead="flexidit" if sign * (a["mean"] - f["mean"]) > 0 else "full")
+               ahead=_ahead(a["mean"] - f["mean"], hib))
     return out
+
+
+def _ahead(diff: float, higher_is_better: bool) -> str:
+    """Whose point estimate is better, from the FlexiDiT schedule's difference to full@N."""
+    if diff == 0:
+        return "neither"
+    return "flexidit" if (diff > 0) == higher_is_better else "full"
 
 
 def calibration_of(report: dict, final: list, s) -> Calibration:
