@@ -56,7 +56,7 @@ class FrontierSettings:
     prompts: int = 256  # held-out test prompts of the front-line evaluation
     seeds: int = 3
     screen_prompts: int = 32  # prompts (1 seed) of the screen
-    max_front: int = 4  # FlexiDiT schedules taken to the front line
+    max_front: int = 4  # FlexiDiT schedules taken to the front line (the best within each budget always are)
     budgets: tuple[float, ...] = (0.35, 0.25)  # FLOPs fractions of the headline: the best schedule within each
     refine: bool = True
     schedules: list[str] | None = None  # labels SPEC[@N][/cfgS]: skip the search, evaluate these
