@@ -2,13 +2,20 @@
 
 ``tools/benchmark.py`` measures every front-line schedule on held-out prompts and seeds and writes
 ``calibration.json`` into the checkpoint folder: per schedule its FLOPs fraction of full@``reference steps``, its
-quality (mean, 95% interval and the per-prompt scores the interval came from) and its measured seconds per video
+quality on the frontier's quality axis (mean, 95% interval and the per-prompt scores the interval came from), its
+FVD above the real-vs-real floor with a 95% interval when the frontier ran FVD, and its measured seconds per video
 at each timed batch size. ``pick`` reads it:
 
 * cost = FLOPs fraction (``optimize="flops"``) or measured time over full's at the nearest timed batch size
   (``optimize="latency"``); candidates are those with cost <= B;
-* the best quality among them wins, and every candidate whose paired difference to it is a tie (bootstrap 95%
-  interval contains 0, ``eval.stats``) is as good: the cheapest of those is taken.
+* the quality axis (``quality``) is the table's own (``quality_metric``, fidelity for the shipped table; higher is
+  better) unless ``quality="fvd"``: FVD - floor, lower is better, over the entries that have it. FVD and fidelity
+  disagree in places (a schedule can keep the prompt's attributes and still look unlike real clips), so the axis
+  is the caller's choice and is named in the rule;
+* the best candidate on that axis wins, and every candidate that ties with it is as good: the cheapest of those is
+  taken. A tie on the table's axis: the paired difference's bootstrap 95% interval contains 0 (``eval.stats``);
+  on FVD, which is one number per set of clips and has no per-prompt pairs in the table: the two 95% intervals
+  overlap.
 
 Without a table (or one measured for another clip shape), the documented fallback rule ``FALLBACK_RULE`` is used and
 named in the returned choice: ``full@floor(B * steps)``, fewer full steps. It is the one rule that needs no
@@ -25,6 +32,7 @@ from pathlib import Path
 CALIBRATION_FILE = "calibration.json"
 VERSION = 1
 OPTIMIZE = ("flops", "latency")
+FVD = "fvd"  # quality="fvd": rank by FVD above the real-vs-real floor (lower is better)
 FALLBACK_RULE = "fewer full steps: full@floor(B x steps)"
 
 
@@ -42,6 +50,9 @@ class Entry:
     quality_high: float
     time_s: dict[str, float] = field(default_factory=dict)  # "b1" / "b16" -> seconds per video
     scores: list[float] = field(default_factory=list)  # per-prompt quality (seed mean), prompt order of the table
+    fvd: float | None = None  # FVD - floor (None: the frontier ran without FVD)
+    fvd_low: float | None = None  # its 95% interval (the FVD interval less the floor's mean)
+    fvd_high: float | None = None
 
 
 @dataclass
@@ -95,11 +106,12 @@ class Choice:
     steps: int
     guidance_scale: float | None  # None: the caller's / pipeline's default
     cost: float | None  # FLOPs or time fraction the rule judged by (None for the fallback's time)
-    rule: str  # which rule picked it, for the log line
+    rule: str  # which rule picked it, on which quality axis, for the log line
     quality: float | None = None
+    axis: str = "quality"  # what ``quality`` measures
 
     def describe(self, budget: float) -> str:
-        q = "" if self.quality is None else f", measured quality {self.quality:.3f}"
+        q = "" if self.quality is None else f", measured {self.axis} {self.quality:.3f}"
         return f"compute {budget}: {self.schedule}@{self.steps} ({self.rule}{q})"
 
 
@@ -112,12 +124,13 @@ def fallback(budget: float, steps: int) -> Choice:
 
 
 def pick(budget: float, calibration: Calibration | None, steps: int, clip: tuple[int, int, int] | None = None,
-         optimize: str = "flops", batch: int = 1) -> Choice:
+         optimize: str = "flops", batch: int = 1, quality: str | None = None) -> Choice:
     """The best measured schedule within ``budget`` (see the module docstring); the fallback rule without a table.
 
     ``steps``: the reference steps for the fallback. ``clip``: ``(frames, height, width)`` requested; a table
     measured at another shape does not apply and the fallback is used. ``batch``: the request's batch size, which
-    selects the timing column for ``optimize="latency"``.
+    selects the timing column for ``optimize="latency"``. ``quality``: the axis to rank by, None for the table's own
+    (``quality_metric``) or ``"fvd"`` for FVD - floor.
     """
     if not 0 < budget <= 1:
         raise ValueError(f"compute budget is a fraction of full in (0, 1], got {budget}")
@@ -128,22 +141,49 @@ def pick(budget: float, calibration: Calibration | None, steps: int, clip: tuple
             raise ValueError("--optimize latency needs measured times: no calibration table for this checkpoint and "
                              "clip shape; write one with tools/benchmark.py --checkpoint DIR")
         return fallback(budget, steps)
-    from .eval.stats import is_tie
-
-    sign = 1.0 if calibration.higher_is_better else -1.0
+    axis = quality or calibration.quality_metric
+    if axis not in (calibration.quality_metric, FVD):
+        raise ValueError(f"quality '{axis}': this calibration table ranks by {calibration.quality_metric} or fvd; "
+                         f"use --quality {calibration.quality_metric} or --quality fvd")
+    entries = calibration.entries
+    if axis == FVD:
+        entries = [e for e in entries if e.fvd is not None]
+        if not entries:
+            raise ValueError("--quality fvd: this calibration table has no FVD (written by a frontier run with "
+                             "--no-fvd); rewrite it with tools/benchmark.py --checkpoint DIR, or use --quality "
+                             f"{calibration.quality_metric}")
     costed = []
-    for e in calibration.entries:
+    for e in entries:
         cost = e.flops_fraction if optimize == "flops" else calibration.time_fraction(e, batch)
         if cost is not None and cost <= budget + 1e-9:
             costed.append((cost, e))
     if not costed:
         cheapest = min((e.flops_fraction if optimize == "flops" else calibration.time_fraction(e, batch) or math.inf)
-                       for e in calibration.entries)
-        raise ValueError(f"compute budget {budget} is below every calibrated schedule ({optimize}); the cheapest costs "
-                         f"{cheapest:.3f} of full; use a larger budget")
-    best_cost, best = max(costed, key=lambda ce: (sign * ce[1].quality, -ce[0]))
-    tied = [(c, e) for c, e in costed if e is best or (e.scores and best.scores and is_tie(e.scores, best.scores))]
-    cost, chosen = min(tied, key=lambda ce: (ce[0], -sign * ce[1].quality))
-    why = "best measured" if chosen is best else f"cheapest tie with best measured {best.label}"
-    rule = f"calibration table, {why} {calibration.quality_metric} within {optimize} budget"
-    return Choice(chosen.schedule, chosen.steps, chosen.guidance_scale, cost, rule, chosen.quality)
+                       for e in entries)
+        with_fvd = " with FVD" if axis == FVD else ""
+        raise ValueError(f"compute budget {budget} is below every calibrated schedule{with_fvd} ({optimize}); the "
+                         f"cheapest costs {cheapest:.3f} of full; use a larger budget")
+    if axis == FVD:
+        best_cost, best = min(costed, key=lambda ce: (ce[1].fvd, ce[0]))
+        def overlaps(e: Entry) -> bool:
+            ends = (e.fvd_low, e.fvd_high, best.fvd_low, best.fvd_high)
+            return None not in ends and e.fvd_low <= best.fvd_high and best.fvd_low <= e.fvd_high
+
+        tied = [(c, e) for c, e in costed if e is best or overlaps(e)]
+        cost, chosen = min(tied, key=lambda ce: (ce[0], ce[1].fvd))
+        how = "FVD - floor (lower is better; overlapping 95% intervals tie, the cheaper taken)"
+        value = chosen.fvd
+    else:
+        from .eval.stats import is_tie
+
+        sign = 1.0 if calibration.higher_is_better else -1.0
+        best_cost, best = max(costed, key=lambda ce: (sign * ce[1].quality, -ce[0]))
+        tied = [(c, e) for c, e in costed if e is best or (e.scores and best.scores and is_tie(e.scores, best.scores))]
+        cost, chosen = min(tied, key=lambda ce: (ce[0], -sign * ce[1].quality))
+        better = "higher" if calibration.higher_is_better else "lower"
+        how = f"{axis} ({better} is better; paired 95% ties, the cheaper taken)"
+        value = chosen.quality
+    why = "best measured" if chosen is best else f"cheapest tie with best measured {best.label} on"
+    rule = f"calibration table, {why} {how} within {optimize} budget"
+    return Choice(chosen.schedule, chosen.steps, chosen.guidance_scale, cost, rule, value,
+                  "FVD - floor" if axis == FVD else axis)

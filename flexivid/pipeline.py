@@ -206,7 +206,7 @@ class VideoPipeline:
                              "encoder / text cache entry for that prompt")
         return tokens.to(self.device), mask.to(self.device)
 
-    def _budget(self, compute: float, optimize: str, r: dict, steps, guidance_scale):
+    def _budget(self, compute: float, optimize: str, r: dict, steps, guidance_scale, quality: str | None = None):
         """A compute budget -> ``(Choice, reference steps)``; sets the request's steps and, unless given, its
         guidance scale to the chosen recipe's."""
         from .calibration import pick
@@ -217,7 +217,7 @@ class VideoPipeline:
                              f"full@{table.reference_steps}; leave steps unset (the table picks them)")
         reference = table.reference_steps if table is not None else r["steps"]
         choice = pick(compute, table, r["steps"], (r["num_frames"], r["height"], r["width"]), optimize,
-                      r["batch_size"])
+                      r["batch_size"], quality)
         r["steps"] = choice.steps
         if guidance_scale is None and choice.guidance_scale is not None:
             r["guidance_scale"] = float(choice.guidance_scale)
@@ -261,7 +261,8 @@ class VideoPipeline:
                  compute: float | None = None, seed: int | list[int] = 0, batch_size: int | None = None,
                  progress: bool = True, weak_to_strong: bool = True, shift: float | None = None,
                  prompt_embeds: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
-                 shard: tuple[int, int] = (0, 1), optimize: str = "flops") -> tuple[torch.Tensor, dict]:
+                 shard: tuple[int, int] = (0, 1), optimize: str = "flops",
+                 quality: str | None = None) -> tuple[torch.Tensor, dict]:
         """Generate one video per prompt.
 
         Args:
@@ -273,6 +274,8 @@ class VideoPipeline:
                 instead: the best measured recipe (schedule, steps, guidance scale) of the checkpoint's calibration
                 table within it, FLOPs (``optimize="flops"``) or measured time (``"latency"``) as a fraction of full;
                 without a table, full@floor(compute x steps) (``flexivid.calibration``). Neither: ``full``.
+                quality: with compute, the axis "best" is measured on: None for the table's own (fidelity for the
+                shipped table) or "fvd" (FVD above its floor, lower is better).
             seed: one int (prompt i uses seed + i) or one seed per prompt. Same seed, same output.
             batch_size: prompts per model batch (default: all). weak_to_strong: use the weak conditional as the
                 guide where the conditional mode is stronger. shift: the scheduler's timestep shift.
@@ -300,7 +303,7 @@ class VideoPipeline:
         # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
         choice, reference_steps = None, r["steps"]
         if compute is not None:
-            choice, reference_steps = self._budget(compute, optimize, r, steps, guidance_scale)
+            choice, reference_steps = self._budget(compute, optimize, r, steps, guidance_scale, quality)
             schedule = choice.schedule
         sched = self._recipe(schedule, r)
         scale = r["guidance_scale"]

@@ -64,6 +64,10 @@ def test_frontier_end_to_end_with_fvd_statistics_and_calibration(tmp_path):
     assert [e.label for e in cal.entries] == list(rows) and cal.clip == [8, 16, 16]
     assert [e.flops_fraction for e in cal.entries] == [r["flops_fraction"] for r in rows.values()]
     assert len(cal.entries[0].scores) == 4 and set(cal.entries[0].time_s) == {"b2"}
+    e = cal.entries[1]  # FVD - floor and its interval, for --compute --quality fvd
+    assert e.fvd == weak["fvd"]["above_floor"] and cal.entries[0].fvd == full["fvd"]["above_floor"]
+    assert (e.fvd_low, e.fvd_high) == (weak["fvd"]["fvd"]["low"] - weak["fvd"]["floor"]["mean"],
+                                       weak["fvd"]["fvd"]["high"] - weak["fvd"]["floor"]["mean"])
     choice = pick(0.6, cal, steps=2)  # only full@1 fits
     assert (choice.schedule, choice.steps) == ("full", 1)
     # the headline: within 0.9 the weak schedule, beside full@1 and full@2, each target met or missed; none within 0.3
@@ -142,10 +146,18 @@ def test_searched_frontier_screens_then_runs_each_pick_beside_its_baseline(tmp_p
                                          (2, 3))}
     assert grid <= screened and report["truncated"] == []  # no limit: the whole grid, then its refinement
     rows = report["rows"]
-    assert rows[0]["label"] == "full@3" and len(rows) == 3
-    pick, base = rows[1], rows[2]  # the pick (its guidance swept on the screen set), then its full@N
+    # full@reference, then the most full steps within the budget (fewer steps at the same budget), then the pick
+    # (its guidance swept on the screen set) and its full@N at equal FLOPs
+    assert [r["label"] for r in rows[:2]] == ["full@3", "full@2"] and len(rows) in (3, 4)
+    pick = rows[2]
     assert pick["family"] != "fewer full steps" and pick["flops_fraction"] <= 0.9 and pick["guidance"] in (None, 2.0)
-    assert base["label"] == baseline_for(pick["flops_fraction"], 3).label == pick["baseline"]
+    base = baseline_for(pick["flops_fraction"], 3).label
+    assert base == pick["baseline"] and [r["label"] for r in rows].count(base) == 1
+    # the headline compares the pick with full@2 on the front line, paired
+    f = report["headline"][0]["fewer_steps"]
+    assert (f["full"], f["source"], f["paired"]) == ("full@2", "front line", True)
+    d = f["diff"]
+    assert f["verdict"] == ("tie" if d["low"] <= 0 <= d["high"] else "better" if d["low"] > 0 else "worse")
     best = max((r for r in report["screen"] if r["family"] != "fewer full steps" and r["flops_fraction"] <= 0.9),
                key=lambda r: (r["quality"]["mean"], -r["flops_fraction"]))  # ties: the cheaper
     assert Candidate(pick["spec"], pick["steps"]).label == best["label"]

@@ -65,3 +65,57 @@ def test_budget_errors_and_file_round_trip(tmp_path):
     (tmp_path / "calibration.json").write_text('{"version": 1, "entries": [{"label": 3}]}')
     with pytest.raises(ValueError, match="not a valid calibration table"):
         load_calibration(tmp_path)
+
+
+def with_fvd(t, fvds):
+    """``t`` with FVD - floor (mean, low, high) per entry label."""
+    for e in t.entries:
+        if e.label in fvds:
+            e.fvd, e.fvd_low, e.fvd_high = fvds[e.label]
+    return t
+
+
+def test_quality_fvd_ranks_by_fvd_above_floor_lower_is_better_and_overlaps_go_to_the_cheaper():
+    # fidelity prefers B; FVD prefers A, clearly (intervals apart): the axis decides, and the rule says which
+    t = with_fvd(table(scores(-0.05), scores(0.0)), {"full@30": (60, 50, 70), "A": (150, 130, 170),
+                                                      "B": (300, 260, 340), "full@6": (400, 350, 450)})
+    assert pick(0.33, t, 30).schedule == "weak_first:coarse_space:5"
+    c = pick(0.33, t, 30, quality="fvd")
+    assert (c.schedule, c.steps, c.quality, c.axis) == ("interleaved:10:3", 20, 150, "FVD - floor")
+    assert "best measured FVD - floor (lower is better; overlapping 95% intervals tie" in c.rule
+    assert "measured FVD - floor 150.000" in c.describe(0.33)
+    # B's FVD a little lower, but the intervals overlap A's: a tie, and the cheaper A is taken
+    t = with_fvd(t, {"A": (150, 130, 170), "B": (145, 120, 165)})
+    c = pick(0.33, t, 30, quality="fvd")
+    assert c.schedule == "interleaved:10:3" and "cheapest tie with best measured B on FVD - floor" in c.rule
+    t = with_fvd(t, {"B": (100, 90, 110)})  # apart: B wins
+    assert pick(0.33, t, 30, quality="fvd").schedule == "weak_first:coarse_space:5"
+    # an entry without FVD is not a candidate on that axis
+    t.entries[2].fvd = None
+    assert pick(0.33, t, 30, quality="fvd").schedule == "interleaved:10:3"
+
+
+def test_quality_fvd_without_fvd_in_the_table_or_an_unknown_axis_is_one_line():
+    t = table(scores(0), scores(0))
+    with pytest.raises(ValueError, match="has no FVD .* rewrite it with tools/benchmark.py .* or use --quality "
+                                         "fidelity"):
+        pick(0.5, t, 30, quality="fvd")
+    with pytest.raises(ValueError, match="ranks by fidelity or fvd; use --quality fidelity or --quality fvd"):
+        pick(0.5, t, 30, quality="psnr")
+    t = with_fvd(t, {"B": (100, 90, 110)})
+    with pytest.raises(ValueError, match="below every calibrated schedule with FVD"):
+        pick(0.31, t, 30, quality="fvd")
+    assert pick(0.34, None, 30, quality="fvd").rule.startswith("no calibration table")  # the fallback needs no axis
+
+
+def test_tables_written_before_fvd_entries_still_load(tmp_path):
+    import json
+
+    t = table(scores(0), scores(0))
+    t.save(tmp_path)
+    raw = json.loads((tmp_path / "calibration.json").read_text())
+    for e in raw["entries"]:
+        for k in ("fvd", "fvd_low", "fvd_high"):
+            del e[k]
+    (tmp_path / "calibration.json").write_text(json.dumps(raw))
+    assert load_calibration(tmp_path).entries[1].fvd is None

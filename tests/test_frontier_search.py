@@ -136,3 +136,73 @@ def test_screen_stops_at_the_reserve_but_keeps_its_own_share():
     fr = _Stub(limit=100.0, reserve=60.0)  # 40 s beside the reserve: the screen goes past its share, up to the reserve
     screen(fr, log=lambda *_: None)
     assert SCREEN_SHARE * 100.0 < fr.now <= 40.0 + 1e-9
+
+
+# The screen of a 380 s GPU run (docs/results/frontier_v3): label -> (FLOPs fraction of full@30, screen fidelity).
+V3_SCREEN = {"full@30": (1.0, 0.995), "full@6": (0.200, 0.760), "full@8": (0.267, 0.828), "full@10": (0.333, 0.953),
+             "coarse_time:2,coarse_space:2,full:4@8": (0.166, 0.714), "weak_first:coarse_space:5/2@15": (0.170, 0.766),
+             "weak_first:coarse_time:7@10": (0.182, 0.776), "coarse_time:4,coarse_space:4,full:4@12": (0.198, 0.818),
+             "coarse_time:5,coarse_space:5,full:5@15": (0.248, 0.865), "weak_first:coarse_time:8@15": (0.327, 0.865),
+             "interleaved:10:3@20": (0.314, 0.755), "weak_first:coarse_space:17@25": (0.345, 0.833)}
+
+
+def _v3_rows():
+    return [{"candidate": parse_label(k, 30), "flops": f, "quality": q} for k, (f, q) in V3_SCREEN.items()]
+
+
+def test_front_line_puts_the_best_full_steps_within_each_budget_first():
+    picked = [c.label for c in front_line(_v3_rows(), 30, max_front=4, budgets=(0.35, 0.25))]
+    # per budget: the most full steps within it, the best FlexiDiT schedule (a tie goes to the cheaper) and its
+    # equal-FLOPs full@N; full@7 is both of them for 0.25
+    assert picked[:4] == ["full@30", "full@10", "coarse_time:5,coarse_space:5,full:5@15", "full@7"]
+    # then the rest of the front nearest below a budget first, each with its full@N; the 5th FlexiDiT one is left out
+    assert picked[4:] == ["coarse_time:4,coarse_space:4,full:4@12", "full@5", "weak_first:coarse_time:7@10",
+                          "weak_first:coarse_space:5/2@15"]
+    assert "weak_first:coarse_time:8@15" not in picked  # dominated by full@10, which the screen also ran
+    few = front_line(_v3_rows(), 30, max_front=1, budgets=(0.35, 0.25))  # headline rows survive a small max_front
+    assert [c.label for c in few] == picked[:4]
+
+
+class _Replay:
+    """The front line on a fake clock at the per-clip costs that run measured (its frontier.md): 256 x 3 clips a
+    row, FVD on, started where its screen stopped (245 of 380 s left)."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        from flexivid.eval.frontier import FrontierSettings
+        from flexivid.eval.frontier_budget import TimeBudget
+
+        self.s = FrontierSettings(checkpoint="unused", time_limit=380.0)
+        self.now, self.log = 0.0, []
+        self.budget = TimeBudget(380.0, log=self.log.append, clock=lambda: self.now)
+        self.now = 135.0
+        b = self.budget
+        b.generation.add(0.1052, 1), b.scoring.add(0.0030, 1), b.features.add(0.0082, 1), b.rewrite.add(0.31, 1)
+        self.ns = SimpleNamespace
+
+    def flops(self, c):
+        return V3_SCREEN.get(c.label, (c.steps / 30, None))[0] if c.spec != "full" else c.steps / 30
+
+    def measure(self, c, n, seeds, fvd=False):
+        self.now += n * seeds * (self.flops(c) * 0.1052 + 0.0030 + 0.0082)
+        return self.ns(candidate=c)
+
+
+def test_the_headline_rows_fit_a_380_s_run_at_measured_costs_and_the_cut_takes_the_tail():
+    from flexivid.eval.frontier import run_front_line
+
+    fr = _Replay()
+    cands = front_line(_v3_rows(), 30, max_front=4, budgets=(0.35, 0.25))
+
+    def rewrite(rows):
+        fr.now += 0.31 * len(rows)
+
+    final = run_front_line(fr, cands, True, rewrite, log=fr.log.append)
+    done = [m.candidate.label for m in final]
+    assert done[:4] == ["full@30", "full@10", "coarse_time:5,coarse_space:5,full:5@15", "full@7"]
+    assert fr.now + fr.budget.timing_reserve() <= 380.0  # the timing after the front line still fits
+    cut = [x for x in fr.budget.cut if x.startswith("front line: skipped")]
+    assert cut and all(c.label not in done[:4] for x in cut for c in cands if c.label in x.split("skipped ")[1])
+    assert any("time limit: front line: skipped" in line for line in fr.log)
+    assert fr.log[0].startswith("front line (priority order): full@30, full@10")

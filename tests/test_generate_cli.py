@@ -110,6 +110,19 @@ def test_compute_picks_the_best_measured_schedule_from_the_table(checkpoint, tmp
     assert generate(mine, out, "--compute", "0.5", "--optimize", "latency", "--overwrite") == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert (side["schedule"], side["steps"]) == ("full", 1)
+    capsys.readouterr()
+    # on FVD the table has no numbers: one line that names the fix
+    assert generate(mine, out, "--compute", "0.5", "--quality", "fvd", "--overwrite") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no FVD" in err and "--quality fidelity" in err
+    # with FVD - floor in the table, full@1's is lower (better): --quality fvd picks it, and says on which axis
+    entries[1].fvd, entries[1].fvd_low, entries[1].fvd_high = 300.0, 250.0, 350.0
+    entries[2].fvd, entries[2].fvd_low, entries[2].fvd_high = 100.0, 80.0, 120.0
+    Calibration("fidelity", True, 3, [4, 16, 16], entries).save(mine)
+    assert generate(mine, out, "--compute", "0.5", "--quality", "fvd", "--overwrite") == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert (side["schedule"], side["steps"]) == ("full", 1)
+    assert "best measured FVD - floor (lower is better" in capsys.readouterr().out
 
 
 def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
@@ -138,6 +151,7 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
     (["--compute", "0.01"], "below one full step of 3"),
     (["--compute", "1.5"], "--compute must be > 0 and <= 1"),
     (["--schedule", "full", "--optimize", "latency"], "--optimize applies to --compute only"),
+    (["--schedule", "full", "--quality", "fvd"], "--quality applies to --compute only"),
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
     (["--prompt", ""], "prompt 0 is empty"),

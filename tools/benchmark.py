@@ -117,9 +117,11 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=256, help="held-out prompts of the front-line evaluation")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per prompt of the front-line evaluation")
     ap.add_argument("--screen-prompts", type=int, default=32, help="prompts (1 seed) of the screen")
-    ap.add_argument("--max-front", type=int, default=4, help="FlexiDiT schedules taken to the front line")
+    ap.add_argument("--max-front", type=int, default=4,
+                    help="FlexiDiT schedules taken to the front line (the best within each budget always are)")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.25],
-                    help="FLOPs fractions of the headline: the best schedule within each, beside full@N")
+                    help="FLOPs fractions of the headline: the best schedule within each, beside full@N at equal "
+                         "FLOPs and the most full steps within the budget")
     ap.add_argument("--no-refine", action="store_true", help="screen the coarse grid only")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--cfg-scales", type=float, nargs="*", default=[],

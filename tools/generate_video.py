@@ -34,6 +34,9 @@ schedules (--schedule; default full):
 --compute B picks the best measured schedule (steps, guidance) whose FLOPs are at most B x full's, from the
   calibration table tools/benchmark.py writes into the checkpoint folder; ties go to the cheaper schedule. With
   --optimize latency the budget is measured time over full's instead. Without a table: full@floor(B x steps).
+  "Best" is on the table's quality axis (fidelity for the shipped table: higher is better, paired 95% ties go to
+  the cheaper); --quality fvd ranks by FVD above the real-vs-real floor instead (lower is better, overlapping 95%
+  intervals tie and go to the cheaper). The log line names the axis and the rule.
 """
 
 
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--schedule", default=None, help="schedule preset or order string (see below)")
     p.add_argument("--optimize", choices=("flops", "latency"), default="flops",
                    help="with --compute: budget in FLOPs (default) or in measured time, both as a fraction of full")
+    p.add_argument("--quality", choices=("fidelity", "psnr", "ssim", "fvd"), default=None,
+                   help="with --compute: the axis 'best' is measured on (default: the table's own, fidelity for the "
+                        "shipped table; fvd: FVD above its floor, lower is better)")
     p.add_argument("--no-weak-guidance", action="store_true",
                    help="always guide with the unconditional branch (no weak-to-strong guidance)")
     p.add_argument("--output", default=None,
@@ -207,10 +213,12 @@ def run(args) -> int:
     # process), and this process generates its share (prompts i with i % world == rank).
     if args.optimize != "flops" and args.compute is None:
         raise ValueError("--optimize applies to --compute only; give a compute budget")
+    if args.quality is not None and args.compute is None:
+        raise ValueError("--quality applies to --compute only; give a compute budget")
     video, info = pipe(prompts, num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
                        guidance_scale=args.guidance_scale, schedule=args.schedule, compute=args.compute,
-                       optimize=args.optimize, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                       shift=args.shift, weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
+                       optimize=args.optimize, quality=args.quality, seed=args.seed, batch_size=args.batch_size,
+                       progress=not args.quiet, shift=args.shift, weak_to_strong=not args.no_weak_guidance, shard=(rank, world))
     first = time.perf_counter() - START  # one call makes every video of this process: the first one is ready here
     if info["budget_rule"]:
         print(f"{tag}{info['budget_rule']}")

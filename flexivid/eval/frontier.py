@@ -10,8 +10,9 @@ One run, within a time limit (``eval.frontier_budget``: a step starts only if it
 3. evaluate the **front line** (full@reference, the best FlexiDiT schedules, and full@N at their FLOPs) on every
    prompt x seed: per-attribute prompt fidelity, PSNR/SSIM against full@reference of the same prompt and seed,
    FVD with its real-vs-real floor, FVD-infinity and intervals (``eval.fvd_stats``), paired bootstrap intervals for
-   everything else (``eval.stats``); the headline rows (full@reference, the best schedule within each budget and
-   full@N at its FLOPs) first; then time them round-robin at each batch size.
+   everything else (``eval.stats``); the headline rows first (full@reference; per budget the most full steps within
+   it, the best schedule within it and full@N at its FLOPs), the rest in priority order, so that a time cut drops
+   the tail (``frontier_search.front_line``); then time them round-robin at each batch size.
 
 Writes ``frontier.json`` (every number), ``frontier.md``, ``frontier.png`` and ``samples.gif`` under ``output``
 (``eval.frontier_report``), and ``calibration.json`` into the checkpoint folder (``flexivid.calibration``).
@@ -35,8 +36,8 @@ from ..pipeline import VideoPipeline
 from .fidelity import clip_scores
 from .frames import psnr, ssim
 from .frontier_budget import COMPILE_S, TimeBudget
-from .frontier_search import (QUALITY, STEP_GRID, Candidate, front_line, parse_label, row_groups, screen,
-                              sweep_guidance)
+from .frontier_search import (QUALITY, STEP_GRID, Candidate, best_full_within, front_line, parse_label, row_groups,
+                              screen, sweep_guidance)
 from .stats import mean_ci, paired_diff_ci
 from .timing import round_robin
 
@@ -55,7 +56,7 @@ class FrontierSettings:
     prompts: int = 256  # held-out test prompts of the front-line evaluation
     seeds: int = 3
     screen_prompts: int = 32  # prompts (1 seed) of the screen
-    max_front: int = 4  # FlexiDiT schedules taken to the front line
+    max_front: int = 4  # FlexiDiT schedules taken to the front line (the best within each budget always are)
     budgets: tuple[float, ...] = (0.35, 0.25)  # FLOPs fractions of the headline: the best schedule within each
     refine: bool = True
     schedules: list[str] | None = None  # labels SPEC[@N][/cfgS]: skip the search, evaluate these
@@ -185,10 +186,14 @@ class Frontier:
             self.executor = None
 
     def headline_reserve(self) -> float:
-        """Estimated seconds of the headline rows (full@reference; per budget its best schedule and full@N, both
-        within it) on every prompt x seed, and of the timing after them."""
+        """Estimated seconds of the headline rows (full@reference; per budget B the best full@N within B, the best
+        FlexiDiT schedule within B and its full@N at equal FLOPs: ``frontier_search.front_line``) on every prompt x
+        seed, and of the timing after them. An upper bound: rows two budgets share are counted twice."""
         s = self.s
-        flops = [1.0] + [b for b in s.budgets for _ in range(2)]
+        flops = [1.0]
+        for b in s.budgets:
+            full = best_full_within(b, s.steps)
+            flops += ([full.steps / s.steps] if full else []) + [b, b]
         return (self.budget.rows_cost(s.prompts * s.seeds, flops, s.fvd and self.detector is not None)
                 + self.budget.timing_reserve())
 
@@ -332,19 +337,12 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
             flexi = [c for c in final_cands if c.spec != "full"]
             swept = dict(zip(flexi, sweep_guidance(fr, flexi, by_c)))
             final_cands = [swept.get(c, c) for c in final_cands]  # each pick keeps its place beside its full@N
-    log(f"front line: {', '.join(c.label for c in final_cands)}")
-    final: list[Measured] = []
-    n = s.prompts * s.seeds
-    for group in row_groups(final_cands, fr.flops, s.steps):
-        cost = budget.rows_cost(n, [fr.flops(c) for c in group], real is not None, len(final))
-        if not budget.fits(cost, budget.timing_reserve(),
-                           f"front line: skipped {', '.join(c.label for c in group)}"):
-            continue
-        for c in group:  # the table is rewritten after every row: a run stopped at its limit keeps what ran
-            final.append(fr.measure(c, s.prompts, s.seeds, fvd=real is not None))
-            t0 = time.perf_counter()
-            write_outputs(summarize(s, fr, screened, final, real), s, final, fr, figures=False)
-            budget.rewrite.add(time.perf_counter() - t0, len(final))
+    def rewrite(final: list[Measured]) -> None:  # after every row: a run stopped at its limit keeps what ran
+        t0 = time.perf_counter()
+        write_outputs(summarize(s, fr, screened, final, real), s, final, fr, figures=False)
+        budget.rewrite.add(time.perf_counter() - t0, len(final))
+
+    final = run_front_line(fr, final_cands, real is not None, rewrite, log)
     if final:  # the figures too, before timing: a run stopped there has them
         write_outputs(summarize(s, fr, screened, final, real), s, final, fr)
         fr.time_rows(final)
@@ -353,6 +351,25 @@ def _run(fr: Frontier, s: FrontierSettings, log) -> dict:
     write_outputs(report, s, final, fr)
     log(f"frontier done in {report['wall_clock_s']:.0f} s -> {s.output}")
     return report
+
+
+def run_front_line(fr, cands: list[Candidate], fvd: bool, rewrite, log=print) -> list[Measured]:
+    """Measure ``cands`` (priority order, ``frontier_search.front_line``) on every prompt x seed, each FlexiDiT
+    schedule together with its equal-FLOPs full@N (``row_groups``); a group whose estimated cost does not fit
+    beside the timing reserve is skipped and logged, and the cheaper groups after it still get their chance.
+    ``rewrite(rows)`` runs after every row."""
+    s, budget = fr.s, fr.budget
+    log(f"front line (priority order): {', '.join(c.label for c in cands)}")
+    final: list[Measured] = []
+    n = s.prompts * s.seeds
+    for group in row_groups(cands, fr.flops, s.steps):
+        cost = budget.rows_cost(n, [fr.flops(c) for c in group], fvd, len(final))
+        if not budget.fits(cost, budget.timing_reserve(), f"front line: skipped {', '.join(c.label for c in group)}"):
+            continue
+        for c in group:
+            final.append(fr.measure(c, s.prompts, s.seeds, fvd=fvd))
+            rewrite(final)
+    return final
 
 
 def real_sets(fr: Frontier, n: int) -> dict:

@@ -49,37 +49,84 @@ def _target(t: dict | None, what: str) -> str:
     return "met" if not missed else "MISSED: " + "; ".join(missed)
 
 
+VERDICT = {"better": "FlexiDiT wins at this budget", "tie": "fewer steps ties at this budget",
+           "worse": "fewer steps wins at this budget"}
+
+
+VERDICT_WORD = {"better": "better", "tie": "tie", "worse": "worse (fewer steps wins)"}
+
+
+def _verdict_of(d: dict, report: dict) -> str:
+    if d["low"] <= 0 <= d["high"]:
+        return "tie"
+    return "better" if (d["low"] > 0) == report.get("higher_is_better", True) else "worse"
+
+
+def fewer_steps_verdict(f: dict | None) -> str:
+    """One plain line: the best FlexiDiT schedule within a budget against the best full@N within it."""
+    if not f:
+        return "n/a"
+    if f.get("full") is None:
+        return "no full@N fits this budget (not even one full step)"
+    if f.get("source") is None:
+        return f"not compared: {f['full']} was not measured"
+    if f.get("verdict") is None:
+        return f"no FlexiDiT schedule to compare with {f['full']}"
+    word = VERDICT[f["verdict"]]
+    if f["verdict"] == "tie" and f.get("ahead") == "full":
+        word = "fewer steps wins or ties at this budget"
+    where = "" if f["source"] == "front line" else f", both screen only ({f['n']})"
+    if f.get("paired"):
+        return f"{word}: {_diff(f['diff'])} vs {f['full']}{where}"
+    return (f"{word}: {f['full']} {_iv(f['full_quality'])} vs this schedule's {_iv(f['quality'])}{where}, "
+            f"unpaired (overlapping intervals are a tie)")
+
+
 def headline_table(report: dict) -> list[str]:
-    """Per budget: the best FlexiDiT schedule beside fewer full steps at equal FLOPs and full@reference, with
-    intervals, and each target as met or missed by how much (the README's table: ``--replot --headline-into``)."""
+    """Per budget: the best FlexiDiT schedule beside fewer full steps at equal FLOPs, the best full@N within the
+    budget (fewer steps at the same budget) and full@reference, with intervals; each target as met or missed by how
+    much, and the verdict against fewer steps (the README's table: ``--replot --headline-into``). A row that only
+    the screen measured shows its screen numbers, marked as such."""
     s, q = report["settings"], report["quality"]
     ref = f"full@{s['steps']}"
     by = {r["label"]: r for r in report["rows"]}
+    screen = {r["label"]: r for r in report.get("screen", [])}
+    only = f"screen only ({s['screen_prompts']} x 1)"
     keys = sorted({k for r in report["rows"] for k in r["timings"]})
     head = ["FLOPs budget", "schedule", "FLOPs %", f"{q} [95% CI]", "FVD - floor [95% CI]"] + \
         [f"speed-up {k}" for k in keys] + [f"attributes + coherence tied with {ref}", f"FVD - floor <= 1.1x {ref}'s",
-                                           "strictly better than full@N"]
+                                           "strictly better than full@N at equal FLOPs",
+                                           "vs fewer steps at this budget (best full@N within it)"]
     body, notes = [], []
     for h in report.get("headline", []):
+        f = h.get("fewer_steps") or {}
         if h.get("schedule") is None:
             notes.append(f"- <= {h['budget']}: no FlexiDiT schedule reached the front line")
             continue
         t = h["targets"]
         attrs = {k: v for k, v in t.items() if k not in ("fvd", "better_than_baseline")}
-        for label in dict.fromkeys([h["schedule"], h.get("baseline"), ref]):
+        for label in dict.fromkeys([h["schedule"], h.get("baseline"), f.get("full"), ref]):
             r = by.get(label)
+            if r is None and label in screen and label is not None:
+                sr = screen[label]
+                body.append([f"<= {h['budget']}", f"{label} — {only}", f"{100 * sr['flops_fraction']:.1f}",
+                             _iv(sr["quality"]), "n/a"] + ["n/a" for _ in keys] + ["", "", "", ""])
+                continue
             if r is None:
                 continue
-            f = r.get("fvd") or {}
-            iv = f.get("fvd")
-            fvd = "n/a" if not f else f"{_num(f['above_floor'], 1)} [{iv['low'] - f['floor']['mean']:.1f}, " \
-                                      f"{iv['high'] - f['floor']['mean']:.1f}]"
+            fv = r.get("fvd") or {}
+            iv = fv.get("fvd")
+            fvd = "n/a" if not fv else f"{_num(fv['above_floor'], 1)} [{iv['low'] - fv['floor']['mean']:.1f}, " \
+                                       f"{iv['high'] - fv['floor']['mean']:.1f}]"
             mine = label == h["schedule"]
             body.append([f"<= {h['budget']}", f"**{label}**" if mine else label,
                          f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q]), fvd] +
                         [_num(r["speedups"].get(k), 2) for k in keys] +
                         ([_target(attrs, "attrs"), _target(t.get("fvd"), "fvd"),
-                          _target(t.get("better_than_baseline"), "baseline")] if mine else ["", "", ""]))
+                          _target(t.get("better_than_baseline"), "baseline"), fewer_steps_verdict(f)]
+                         if mine else ["", "", "", ""]))
+        notes.append(f"- <= {h['budget']}: **{h['schedule']}** against {f.get('full') or 'full@N'}, the most full "
+                     f"steps within the budget: {fewer_steps_verdict(f)}.")
     return _table(head, body) + ([""] + notes if notes else [])
 
 
@@ -101,7 +148,10 @@ def headline_block(report: dict, source: str) -> str:
     s = report["settings"]
     cut = f" Cut by the time limit: {'; '.join(report['truncated'])}." if report.get("truncated") else ""
     return "\n".join([
-        f"Best FlexiDiT schedule per FLOPs budget ({report['device']}, {report.get('date', 'date not recorded')}; "
+        f"Best FlexiDiT schedule per FLOPs budget, beside full@N at equal FLOPs, the most full steps within the "
+        f"budget (fewer steps at the same budget; a row only the {s['screen_prompts']}-prompt screen measured is "
+        f"marked screen only) and full@{s['steps']} "
+        f"({report['device']}, {report.get('date', 'date not recorded')}; "
         f"{s['prompts']} held-out prompts x {s['seeds']} seeds; quality axis {report['quality']}; intervals: paired "
         f"bootstrap 95% over prompts, `≈` = tie; FVD - floor: FVD and its interval less the real-vs-real floor at "
         f"the same N). Raw: `{source}`, written by `tools/benchmark.py`.{cut}", "",
@@ -159,6 +209,11 @@ def markdown(report: dict) -> str:
     if body:
         lines += ["", f"## Against fewer full steps at equal FLOPs (full@floor(FLOPs x {s['steps']}))", ""]
         lines += _table(["schedule", "FLOPs %", "baseline", f"Δ{q}", "verdict"], body)
+    body = [[r["label"], f"{100 * r['flops_fraction']:.1f}", full, _diff(d), VERDICT_WORD[_verdict_of(d, report)]]
+            for r in rows for full, d in r.get("vs_fewer_steps", {}).items()]
+    if body:
+        lines += ["", "## Against the most full steps within each budget (fewer steps at the same budget)", ""]
+        lines += _table(["schedule", "FLOPs %", "full@N", f"Δ{q}", "verdict"], body)
     if any("fvd" in r for r in rows):
         body = []
         for r in rows:

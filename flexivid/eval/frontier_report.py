@@ -16,7 +16,7 @@ import torch
 
 from ..calibration import Calibration, Entry
 from ..data.synthetic import ATTRIBUTES
-from .frontier_search import BASELINE, baseline_for, pareto_front
+from .frontier_search import BASELINE, baseline_for, best_full_within, pareto_front
 from .stats import mean_ci, paired_diff_ci
 
 FVD_TOLERANCE = 0.10  # headline target: FVD above the floor within 10% of full@reference's
@@ -96,6 +96,14 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
                                           for k, v in m.scores.items()}
             row["vs_baseline"] = m.cache["vs_baseline"]
             row["verdict_vs_baseline"] = _verdict(row["vs_baseline"][s.quality], hib)
+        if c.spec != "full":  # against fewer full steps at each headline budget it fits in (paired, quality axis)
+            for b in s.budgets:
+                full = getattr(best_full_within(b, s.steps), "label", None)
+                if m.flops <= b + 1e-9 and full in by_label and full != row.get("baseline"):
+                    key = ("vs_fewer_steps", full)
+                    if key not in m.cache:
+                        m.cache[key] = paired_diff_ci(m.scores[s.quality], by_label[full].scores[s.quality]).as_dict()
+                    row.setdefault("vs_fewer_steps", {})[full] = m.cache[key]
         if reference is not None and m.features is not None:
             if m.fvd is None:  # the bootstrap is the slow part: once per row, not once per rewrite
                 m.fvd = _fvd(m, ref_final, real, reference, s.fvd_resamples)
@@ -112,8 +120,10 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
     for m in screened:
         q = mean_ci(m.scores[s.quality]).as_dict()
         d = paired_diff_ci(m.scores[s.quality], ref_screen.scores[s.quality]).as_dict() if ref_screen else None
+        with np.errstate(invalid="ignore"):  # per prompt (seed mean): paired comparisons from the JSON alone
+            per_prompt = np.nanmean(m.scores[s.quality], axis=1)
         screen.append({"label": m.candidate.label, "family": m.candidate.family, "flops_fraction": m.flops,
-                       "quality": q, "vs_reference": d})
+                       "quality": q, "vs_reference": d, "scores": [round(float(v), 5) for v in per_prompt]})
     front = set(pareto_front([r["flops_fraction"] for r in screen], [r["quality"]["mean"] for r in screen], hib))
     for i, r in enumerate(screen):
         r["front"] = i in front
@@ -129,7 +139,7 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
         if "fvd_check" not in real:
             real["fvd_check"] = fvd_check(real, reference, s.prompts * s.seeds, s.fvd_resamples)
         report["fvd_check"] = real["fvd_check"]
-    report["headline"] = headline(rows, s)
+    report["headline"] = headline(rows, s, screen)
     return report
 
 
@@ -140,21 +150,28 @@ def _speedups(rows: list[dict], ref_label: str) -> None:
                          for k, t in r["timings"].items()}
 
 
-def headline(rows: list[dict], s) -> list[dict]:
-    """Per budget: the best FlexiDiT front-line schedule, full@reference, full@N at equal FLOPs, and each target
-    (every attribute and coherence metric tied with full@reference or better; FVD above floor within 10% of
-    full@reference's; strictly better than full@N) as met or missed by how much."""
+def headline(rows: list[dict], s, screen: list[dict] | None = None) -> list[dict]:
+    """Per budget B: the best FlexiDiT front-line schedule within B, full@reference, full@N at equal FLOPs, and each
+    target (every attribute and coherence metric tied with full@reference or better; FVD above floor within 10% of
+    full@reference's; strictly better than full@N at equal FLOPs) as met or missed by how much; and the comparison
+    with the obvious alternative, the best full@N within B (``fewer_steps``). ``s``: the settings (or their dict
+    from ``frontier.json``); ``screen``: the report's screen rows, used where full@N never reached the front line."""
     from .frontier import QUALITY
 
+    if isinstance(s, dict):
+        from types import SimpleNamespace
+
+        s = SimpleNamespace(**s)
     hib = QUALITY[s.quality]
     ref = next((r for r in rows if r["label"] == f"full@{s.steps}"), None)
     out = []
     for b in s.budgets:
         flexi = [r for r in rows if r["family"] != BASELINE and r["flops_fraction"] <= b + 1e-9]
         if not flexi or ref is None:
-            out.append({"budget": b, "schedule": None})
+            out.append({"budget": b, "schedule": None,
+                        "fewer_steps": fewer_steps(None, b, rows, screen or [], s, hib)})
             continue
-        best = max(flexi, key=lambda r: (1 if hib else -1) * r["metrics"][s.quality]["mean"])
+        best = max(flexi, key=lambda r: ((1 if hib else -1) * r["metrics"][s.quality]["mean"], -r["flops_fraction"]))
         targets = {}
         for k, higher in [*((a, True) for a in ATTRIBUTES), *COHERENCE.items()]:
             d = best["vs_reference"].get(k)
@@ -171,8 +188,61 @@ def headline(rows: list[dict], s) -> list[dict]:
             targets["better_than_baseline"] = {"met": (d["low"] > 0) if hib else (d["high"] < 0), "diff": d,
                                                "baseline": best["baseline"]}
         out.append({"budget": b, "schedule": best["label"], "flops_fraction": best["flops_fraction"],
-                    "baseline": best.get("baseline"), "targets": targets})
+                    "baseline": best.get("baseline"), "targets": targets,
+                    "fewer_steps": fewer_steps(best, b, rows, screen or [], s, hib)})
     return out
+
+
+def fewer_steps(best: dict | None, budget: float, rows: list[dict], screen: list[dict], s, hib: bool) -> dict:
+    """The best FlexiDiT schedule within ``budget`` against the best full@N within it (largest N whose FLOPs fit).
+
+    Paired on the front line when both rows ran there; else on the screen, where both were screened, marked
+    ``screen only``: paired per prompt when the JSON has the screen's per-prompt scores, else by their separate
+    intervals (``paired`` False: overlapping intervals are a tie). ``verdict`` is the FlexiDiT schedule's: better,
+    tie or worse; ``ahead``: which point estimate is higher (the full@N's on a tie is worth saying)."""
+    within = best_full_within(budget, s.steps)
+    if within is None:
+        return {"full": None, "source": None, "verdict": None}
+    label = within.label
+    out = {"full": label, "source": None, "verdict": None}
+    full = next((r for r in rows if r["label"] == label), None)
+    if best is None:
+        if full is not None:
+            out.update(source="front line", full_quality=full["metrics"][s.quality])
+        return out
+    if full is not None:
+        d = best.get("vs_fewer_steps", {}).get(label) or \
+            (best["vs_baseline"][s.quality] if best.get("baseline") == label and "vs_baseline" in best else None)
+        if d is not None:
+            out.update(source="front line", paired=True, diff=d, verdict=_verdict(d, hib),
+                       full_quality=full["metrics"][s.quality], quality=best["metrics"][s.quality])
+            out["ahead"] = _ahead(d["mean"], hib)
+            return out
+    by = {r["label"]: r for r in screen}
+    theirs, mine = by.get(label), by.get(best["label"])
+    if theirs is None or mine is None:
+        return out
+    out.update(source="screen", n=f"{s.screen_prompts} x 1", full_quality=theirs["quality"], quality=mine["quality"])
+    if theirs.get("scores") and mine.get("scores"):
+        from .stats import paired_diff_ci
+
+        d = paired_diff_ci(np.array(mine["scores"], float), np.array(theirs["scores"], float)).as_dict()
+        out.update(paired=True, diff=d, verdict=_verdict(d, hib))
+        out["ahead"] = _ahead(d["mean"], hib)
+        return out
+    a, f = mine["quality"], theirs["quality"]
+    better = a["low"] > f["high"] if hib else a["high"] < f["low"]
+    worse = a["high"] < f["low"] if hib else a["low"] > f["high"]
+    out.update(paired=False, verdict="better" if better else "worse" if worse else "tie",
+               ahead=_ahead(a["mean"] - f["mean"], hib))
+    return out
+
+
+def _ahead(diff: float, higher_is_better: bool) -> str:
+    """Whose point estimate is better, from the FlexiDiT schedule's difference to full@N."""
+    if diff == 0:
+        return "neither"
+    return "flexidit" if (diff > 0) == higher_is_better else "full"
 
 
 def calibration_of(report: dict, final: list, s) -> Calibration:
@@ -187,9 +257,12 @@ def calibration_of(report: dict, final: list, s) -> Calibration:
             bs, kind = key.split("_")
             if t is not None and (kind == "compiled" or bs not in times):
                 times[bs] = t
+        f = r.get("fvd")  # FVD - floor and its interval, as the headline shows them: --compute --quality fvd
+        fvd = (f["above_floor"], f["fvd"]["low"] - f["floor"]["mean"], f["fvd"]["high"] - f["floor"]["mean"]) \
+            if f else (None, None, None)
         entries.append(Entry(r["label"], r["spec"], r["steps"], r["guidance"] or s.guidance_scale,
                              r["flops_fraction"], q["mean"], q["low"], q["high"], times,
-                             [round(float(v), 5) for v in per_prompt]))
+                             [round(float(v), 5) for v in per_prompt], *fvd))
     return Calibration(s.quality, report["higher_is_better"], s.steps, report["clip"], entries, report["device"],
                        f"tools/benchmark.py --checkpoint {s.checkpoint}")
 
@@ -240,6 +313,8 @@ def rewrite_from_json(out_dir: str | Path, headline_into: tuple[str, ...] = ()) 
     for target in headline_into:  # checked first: a bad target leaves every file as it was
         if not Path(target).is_file():
             raise FileNotFoundError(f"--headline-into {target}: no such file")
+    # the headline is a pure function of rows and screen: recomputed, so a replot applies today's headline logic
+    report["headline"] = headline(report["rows"], report["settings"], report.get("screen"))
     render(report, out)
     block = headline_block(report, str(path))
     for target in headline_into:

@@ -164,30 +164,50 @@ def baseline_for(flops: float, reference: int) -> Candidate:
     return Candidate(FULL, max(1, math.floor(flops * reference + 1e-9)))
 
 
-def front_line(rows: list[dict], reference: int, max_front: int, budgets=(0.25, 0.35),
-               higher_is_better: bool = True) -> list[Candidate]:
-    """The screened candidates worth the full evaluation.
+def best_full_within(budget: float, reference: int) -> Candidate | None:
+    """Fewer full steps at a budget: the largest N whose FLOPs (N / reference) do not exceed ``budget``; None when
+    not even one full step fits."""
+    n = math.floor(budget * reference + 1e-9)
+    return Candidate(FULL, n) if n >= 1 else None
 
-    ``rows``: ``{"candidate", "flops", "quality"}`` from the screen. Taken: full@reference; the best FlexiDiT
-    schedule within each budget; the FlexiDiT-only Pareto front (cheapest-first, at most ``max_front`` in all); and
-    for each FlexiDiT pick the fewer-full-steps baseline at equal FLOPs.
+
+def front_line(rows: list[dict], reference: int, max_front: int, budgets=(0.35, 0.25),
+               higher_is_better: bool = True) -> list[Candidate]:
+    """The screened candidates worth the full evaluation, in priority order (a time cut drops the tail first).
+
+    ``rows``: ``{"candidate", "flops", "quality"}`` from the screen. First full@reference; then, per budget B in
+    order, the headline's rows: the best full@N within B (the obvious alternative, fewer steps at the same budget,
+    whether or not the screen ran it), the best FlexiDiT schedule within B by the screen and its full@N at equal
+    FLOPs. Then the rest of the screen's Pareto front (FlexiDiT schedules up to ``max_front`` in all, each followed
+    by its equal-FLOPs full@N, and the full@N on the front), nearest below a budget first, then cheapest first above
+    every budget: the rows that can decide a headline go before those that only draw the curve.
     """
     sign = 1.0 if higher_is_better else -1.0
+    flops = {r["candidate"]: r["flops"] for r in rows}
     flexi = [r for r in rows if r["candidate"].spec != FULL]
-    picks: list[Candidate] = []
+    out = [Candidate(FULL, reference)]
+    n_flexi = 0
+
+    def add(c: Candidate | None) -> None:
+        nonlocal n_flexi
+        if c is None or c in out:
+            return
+        out.append(c)
+        if c.spec != FULL:
+            n_flexi += 1
+            out.extend(x for x in [baseline_for(flops[c], reference)] if x not in out)
+
     for b in budgets:
+        add(best_full_within(b, reference))
         within = [r for r in flexi if r["flops"] <= b + 1e-9]
         if within:
-            picks.append(max(within, key=lambda r: (sign * r["quality"], -r["flops"]))["candidate"])
-    front = pareto_front([r["flops"] for r in flexi], [r["quality"] for r in flexi], higher_is_better)
-    for i in front:
-        if len(dict.fromkeys(picks)) >= max_front:
-            break
-        picks.append(flexi[i]["candidate"])
-    picks = list(dict.fromkeys(picks))[:max_front]
-    flops = {r["candidate"]: r["flops"] for r in rows}
-    paired = [x for c in picks for x in (c, baseline_for(flops[c], reference))]  # each pick beside its baseline
-    return list(dict.fromkeys([Candidate(FULL, reference), *paired]))
+            add(max(within, key=lambda r: (sign * r["quality"], -r["flops"]))["candidate"])
+    front = [rows[i] for i in pareto_front([r["flops"] for r in rows], [r["quality"] for r in rows],
+                                           higher_is_better)]
+    for r in sorted(front, key=lambda r: (_slack(r["flops"], budgets), r["flops"])):
+        if r["candidate"].spec == FULL or n_flexi < max_front:
+            add(r["candidate"])
+    return out
 
 
 def _slack(flops: float, budgets) -> float:
