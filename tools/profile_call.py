@@ -69,9 +69,10 @@ def run(a) -> int:
                      functions=host_functions(pipe, fn, a.top) if a.top else [])
             rows.append(r)
             b, s, af = r["before"], r["per_step"], r["after"]
+            reads = "/".join(f"{x['host_reads']:.0f}" for x in (b, s, af))
             print(f"batch {bs:2d} {name}@{steps:<3d} before {b['host_ms']:7.2f} ms {b['aten_ops']:4.0f} ops | per step "
                   f"{s['host_ms']:7.2f} ms {s['aten_ops']:6.1f} ops | after {af['host_ms']:6.2f} ms "
-                  f"{af['aten_ops']:3.0f} ops | host reads {b['host_reads']:.0f}/{s['host_reads']:.0f}/{af['host_reads']:.0f}")
+                  f"{af['aten_ops']:3.0f} ops | host reads {reads}")
     md = f"command: `python {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}`\n\n" + call_markdown(rows, env)
     atomic_write(out / "call_profile.md", lambda t: Path(t).write_text(md))
     atomic_write(out / "call_profile.json", lambda t: Path(t).write_text(json.dumps(

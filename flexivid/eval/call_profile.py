@@ -181,6 +181,7 @@ def call_markdown(rows: list[dict], env: dict) -> str:
             lines += ["", f"**batch {r['batch']} {r['schedule']}, aten ops {p}:** {ops}"]
         if r.get("functions"):
             lines += ["", f"**batch {r['batch']} {r['schedule']}, flexivid functions by cumulative host time "
-                          "outside the steps (cProfile, one call):**", "", "| function | calls | cum ms |", "|---|---|---|"]
+                          "outside the steps (cProfile, one call):**", "",
+                      "| function | calls | cum ms |", "|---|---|---|"]
             lines += [f"| `{f['function']}` | {f['calls']} | {f['cum_ms']:.2f} |" for f in r["functions"]]
     return "\n".join(lines) + "\n"
