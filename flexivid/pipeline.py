@@ -393,7 +393,8 @@ class VideoPipeline:
             from .diffusion.graphed import GraphCaptureError
 
             try:
-                return self._graphs.sample(x, scheduler.sigma_pairs, text, mask, scheduler.plans, scale)
+                # no copy of the result: the call's decode / clamp / copy to the host make a new tensor of it
+                return self._graphs.sample(x, scheduler.sigma_pairs, text, mask, scheduler.plans, scale, copy=False)
             except GraphCaptureError as e:  # named in info["sampling"]; this and later calls run eagerly
                 warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
         x, text, mask = x.to(self.device), text.to(self.device), mask.to(self.device)

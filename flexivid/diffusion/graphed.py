@@ -167,12 +167,13 @@ class StepGraphs:
         return graph.replay
 
     def sample(self, x: torch.Tensor, sigmas: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
-               steps_plan: list[StepPlan], scale: float) -> torch.Tensor:
+               steps_plan: list[StepPlan], scale: float, copy: bool = True) -> torch.Tensor:
         """Run the whole schedule; ``x (B, C, T, H, W)`` noise, ``sigmas`` the ``(steps + 1,)`` table on the model's
         device or its ``(steps, 2)`` rows ``(t, t_next)`` (``FlexiScheduler.sigma_pairs``: made once, no work per
         call). ``x``, ``text`` and ``mask`` may be on the host: each is copied once, straight into its static buffer.
 
-        Returns the final float32 latents (a new tensor)."""
+        Returns the final float32 latents: a new tensor, or with ``copy=False`` the static buffer itself, which the
+        next call of the same shape overwrites (for a caller that makes its own copy of it right away)."""
         pairs = sigmas if sigmas.dim() == 2 else torch.stack([sigmas[:-1], sigmas[1:]], dim=1).float()
         if len(pairs) != len(steps_plan):
             raise ValueError(f"{len(steps_plan)} steps need {len(steps_plan) + 1} sigmas, got {len(pairs) + 1}")
@@ -206,4 +207,4 @@ class StepGraphs:
         for row, run in zip(rows, runs):
             buf.sig.copy_(row)
             run()
-        return buf.x.clone()
+        return buf.x.clone() if copy else buf.x
