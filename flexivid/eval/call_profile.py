@@ -13,7 +13,9 @@ Host time is the median over ``repeats`` plain calls; aten ops are counted by a 
 (every op the host dispatches, the ones inside composite ops included). A host read takes a tensor's value to
 Python (``.item()``, ``bool(t)``, ``.tolist()``, ``.numpy()``): on the GPU each one waits for the device. It shows
 as ``item`` / ``is_nonzero`` / ``_local_scalar_dense``, and ``.tolist()`` / ``.numpy()`` as ``resolve_neg`` (they
-resolve the lazy negation bit right before reading the memory; nothing else in a call does).
+resolve the lazy negation bit right before reading the memory; nothing else in a call does). A dispatch mode sees
+the calling thread only: the noise drawn on the pipeline's threads (batch > 1) is not in the counts. On a GPU the
+phases would time the host's launches, not the device's work (``eval.timing.busy_profile`` measures that).
 """
 from __future__ import annotations
 
