@@ -76,6 +76,8 @@ class VideoPipeline:
         self.sampling = "auto"
         self.compile_steps: str | None = None  # torch.compile backend of the graphed step (compile_cache sets it)
         self._graphs = None
+        self._pool = None  # (pid, threads) that draw the noise of a batch (prepare_latents)
+        self._flops_of = (None, {})  # (model, {request: FLOPs}) of _flops
         self.calibration = None  # the frontier's measured table (flexivid.calibration), read by compute=
 
     @property
@@ -191,20 +193,25 @@ class VideoPipeline:
 
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts -> ``(tokens (B, L, Dt), mask (B, L) bool)`` on the model's device."""
-        tokens, mask = self.text_encoder.encode(prompts)
-        return self._check_embeds(tokens, mask)
+        tokens, mask, _ = self._check_embeds(*self.text_encoder.encode(prompts))
+        return tokens.to(self.device), mask.to(self.device)
 
-    def _check_embeds(self, tokens, mask):
+    def _check_embeds(self, tokens, mask) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``(tokens, mask bool, valid tokens per prompt)``, left on the device they came on (a call copies them
+        once, into the buffers its steps read)."""
         if tokens.dim() != 3 or tokens.shape[-1] != self.model.config.text_dim:
             raise ValueError(f"prompt embeddings must be (B, L, {self.model.config.text_dim}) for this model, got "
                              f"{tuple(tokens.shape)} (check the checkpoint's 'text' config)")
         if mask is None:
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
         mask = mask.bool()
-        if not bool(mask.any(1).all()):  # checked once here: the model's forward does not sync to check it
+        # the call's one host read (the FLOPs need the lengths): it also checks, once, what the model's forward
+        # cannot check without a sync; on a mask from the host (a text cache) it waits for no device
+        lens = mask.sum(1).tolist()
+        if min(lens, default=1) == 0:
             raise ValueError("a prompt has no valid token (its prompt_mask row is all False); check the text "
                              "encoder / text cache entry for that prompt")
-        return tokens.to(self.device), mask.to(self.device)
+        return tokens, mask, lens
 
     def _budget(self, compute: float, optimize: str, r: dict, steps, guidance_scale, quality: str | None = None):
         """A compute budget -> ``(Choice, reference steps)``; sets the request's steps and, unless given, its
@@ -245,13 +252,37 @@ class VideoPipeline:
     def prepare_latents(self, seeds: list[int], latent_shape) -> torch.Tensor:
         """Initial noise ``(B, C, T', H', W')`` float32 on the device, one CPU generator per seed (the same seed
         gives the same noise on every device); the sampler state stays float32."""
+        return self._noise(seeds, latent_shape).to(self.device)
+
+    def _noise(self, seeds: list[int], latent_shape) -> torch.Tensor:
+        """``prepare_latents`` on the host: a call copies it once, into the buffer its steps update."""
         def draw(seed):
             return torch.randn(latent_shape, generator=torch.Generator().manual_seed(seed))
         if len(seeds) == 1:
-            return draw(seeds[0])[None].to(self.device)
+            return draw(seeds[0])[None]
         # one generator per prompt is serial work: draw them side by side (torch releases the GIL while it samples)
-        with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
-            return torch.stack(list(pool.map(draw, seeds))).to(self.device)
+        # on threads started once per pipeline, not once per call
+        if self._pool is None or self._pool[0] != os.getpid():  # a forked child has none of the parent's threads
+            self._pool = (os.getpid(), ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="flexivid-noise"))
+        return torch.stack(list(self._pool[1].map(draw, seeds)))
+
+    def _flops(self, sched: PatchSchedule, r: dict, text_lens: list[int], reference_steps: int, kw: dict):
+        """``(fraction of full at the reference steps, FLOPs)`` per prompt; computed once per distinct request (a
+        pure function of the recipe, the clip and the prompt length) and kept: it is host time on every call."""
+        if self._flops_of[0] is not self.model:
+            self._flops_of = (self.model, {})
+        cache = self._flops_of[1]
+        cost = (self.model.config, self.model.modes, r["latent_shape"])
+        out = []
+        for n in text_lens:
+            key = (sched, tuple(r["latent_shape"]), n, reference_steps, tuple(sorted(kw.items())))
+            if key not in cache:
+                if len(cache) >= 1024:
+                    cache.clear()
+                cache[key] = (flops_fraction(sched, *cost, n, **kw) * sched.steps / reference_steps,
+                              schedule_flops(sched, *cost, n, **kw))
+            out.append(cache[key])
+        return [f for f, _ in out], [g for _, g in out]
 
     # ------------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -294,12 +325,9 @@ class VideoPipeline:
         # 1. check inputs
         r = self.check_inputs(prompts, prompt_embeds, num_frames, height, width, steps, guidance_scale, schedule,
                               compute, seed, batch_size)
-        # 2. encode the prompts once
-        if prompt_embeds is None:
-            text, mask = self.encode_prompt(r["prompts"])
-        else:
-            text, mask = self._check_embeds(prompt_embeds, prompt_mask)
-        text_lens = mask.sum(1).tolist()  # one read-back for the batch, not one per prompt
+        # 2. encode the prompts once (left where the encoder put them: the loop copies them once)
+        text, mask, text_lens = self._check_embeds(
+            *(self.text_encoder.encode(r["prompts"]) if prompt_embeds is None else (prompt_embeds, prompt_mask)))
         # 3. the recipe: patch schedule -> scheduler (timesteps and a step plan per step)
         choice, reference_steps = None, r["steps"]
         if compute is not None:
@@ -309,22 +337,18 @@ class VideoPipeline:
         scale = r["guidance_scale"]
         scheduler = FlexiScheduler(self.model.modes, self.defaults.shift if shift is None else shift,
                                    guided=scale != 1.0, weak_to_strong=weak_to_strong)
-        cost = (self.model.config, self.model.modes, r["latent_shape"])
-        kw = self._flops_kw(scale, weak_to_strong)
-        # per distinct prompt length (a batch has few), not per prompt: the bookkeeping is host time on every call
-        frac_of = {n: flops_fraction(sched, *cost, n, **kw) * sched.steps / reference_steps for n in set(text_lens)}
-        flops_of = {n: schedule_flops(sched, *cost, n, **kw) for n in set(text_lens)}
-        fracs, flops = [frac_of[n] for n in text_lens], [flops_of[n] for n in text_lens]
+        fracs, flops = self._flops(sched, r, text_lens, reference_steps, self._flops_kw(scale, weak_to_strong))
         rank, world = shard
         mine = list(range(rank, len(r["prompts"]), world))
         videos, bs = [], r["batch_size"]
         n_batches = math.ceil(len(mine) / bs)
         for b in range(n_batches):
             idx = mine[b * bs:(b + 1) * bs]
+            rows = (text, mask) if len(idx) == len(text) else (text[idx], mask[idx])  # every prompt: no gather
             # 4. latents, 5. denoising loop, 6. decode
-            x = self.prepare_latents([r["seeds"][i] for i in idx], r["latent_shape"])
+            x = self._noise([r["seeds"][i] for i in idx], r["latent_shape"])
             scheduler.set_timesteps(sched.steps, sched, device=self.device)
-            x = self._denoise(x, text[idx], mask[idx], scheduler, scale, progress,
+            x = self._denoise(x, *rows, scheduler, scale, progress,
                               "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}")
             videos.append(self.autoencoder.decode(x).float().clamp(-1, 1).cpu())
         if self.device.type == "cuda":
@@ -342,6 +366,8 @@ class VideoPipeline:
             "wall_clock_s": time.perf_counter() - start,
         }
         empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
+        if len(videos) == 1:  # one batch: cat would copy the whole video once more on the host
+            return videos[0], info
         return (torch.cat(videos) if videos else empty), info
 
     def _sampling_name(self) -> str:
@@ -364,14 +390,17 @@ class VideoPipeline:
         return use and self._graphs.failed is None
 
     def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
-        """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step."""
+        """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step; the
+        inputs may be on the host (the graphed loop copies them into its buffers, the eager one to the device)."""
         if self._use_graphs():  # the whole loop as captured steps: one graph launch per step
             from .diffusion.graphed import GraphCaptureError
 
             try:
-                return self._graphs.sample(x, scheduler.sigmas, text, mask, scheduler.plans, scale)
+                # no copy of the result: the call's decode / clamp / copy to the host make a new tensor of it
+                return self._graphs.sample(x, scheduler.sigma_pairs, text, mask, scheduler.plans, scale, copy=False)
             except GraphCaptureError as e:  # named in info["sampling"]; this and later calls run eagerly
                 warnings.warn(f"CUDA graph capture failed ({e}); sampling with the eager loop")
+        x, text, mask = x.to(self.device), text.to(self.device), mask.to(self.device)
         prompt = PromptText(self.model, text, mask)  # each text layout encoded once, on first use, for every step
         bar = tqdm(scheduler, desc=desc, disable=not progress, leave=False, total=len(scheduler))
         for t, plan in bar:

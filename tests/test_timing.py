@@ -70,3 +70,14 @@ def test_report_names_targets_and_misses():
     assert "| interleaved:20:6 | 0.295 |" in b1 and "0.80 | yes |" in b1 and "2.71x (target >= 2.5x: yes)" in b1
     assert "0.70 | **no** |" in b16 and "(target >= 3.0x: **no**)" in b16
     assert "kernels paper_video: budget" in md
+
+
+def test_fixed_cost_is_fitted_from_the_medians_and_from_the_fastest_repeats():
+    from flexivid.eval.speed_report import fixed_cost_lines
+
+    rows = [{"schedule": "full@30", "median_ms": 70.0, "min_ms": 64.0},  # 2 ms a step, 10 ms around them
+            {"schedule": "full@10", "median_ms": 30.0, "min_ms": 24.0}]  # the same step, 4 ms around them
+    assert fixed_cost_lines({"1": rows}) == [
+        "- batch 1: a full step costs 2.00 ms, the call around the steps 10.00 ms (fit of full@30 and full@10); "
+        "from the fastest repeats: 2.00 ms a step, 4.00 ms around them."]
+    assert fixed_cost_lines({"1": rows[:1]}) == []

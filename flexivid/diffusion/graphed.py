@@ -83,6 +83,7 @@ class StepGraphs:
         if backend == "trace" and compile:
             raise ValueError("the 'trace' backend already compiles the step; give compile=None")
         self.model, self.backend, self.warmup = model, backend, warmup
+        self.device = next(model.parameters()).device  # of the static buffers; a call's inputs may be on the host
         self.buffers: dict[tuple, _Buffers] = {}
         self.graphs: dict[tuple, object] = {}  # (shape key, plan, scale) -> CUDAGraph replay | step callable
         self.encoders: dict[tuple, object] = {}  # (shape key, text layouts) -> replay | callable (once per call)
@@ -117,11 +118,12 @@ class StepGraphs:
         buf.x.copy_(buf.x + (buf.sig[1] - buf.sig[0]) * v)  # FlexiScheduler.step's update
 
     def _buffers(self, x, text, mask) -> tuple[tuple, _Buffers]:
-        key = (tuple(x.shape), tuple(text.shape), text.dtype, x.device)
+        key = (tuple(x.shape), tuple(text.shape), text.dtype, self.device)
         if key not in self.buffers:
-            text_buf, mask_buf = torch.empty_like(text), torch.empty_like(mask, dtype=torch.bool)
-            self.buffers[key] = _Buffers(torch.empty_like(x, dtype=torch.float32), text_buf, mask_buf,
-                                         torch.empty(2, device=x.device, dtype=torch.float32),
+            text_buf = torch.empty(text.shape, dtype=text.dtype, device=self.device)
+            mask_buf = torch.empty(mask.shape, dtype=torch.bool, device=self.device)
+            self.buffers[key] = _Buffers(torch.empty(x.shape, dtype=torch.float32, device=self.device), text_buf,
+                                         mask_buf, torch.empty(2, device=self.device, dtype=torch.float32),
                                          PromptText(self.model, text_buf, mask_buf))
         return key, self.buffers[key]
 
@@ -165,12 +167,16 @@ class StepGraphs:
         return graph.replay
 
     def sample(self, x: torch.Tensor, sigmas: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
-               steps_plan: list[StepPlan], scale: float) -> torch.Tensor:
-        """Run the whole schedule; ``x (B, C, T, H, W)`` float32 noise, ``sigmas (steps + 1,)`` on x's device.
+               steps_plan: list[StepPlan], scale: float, copy: bool = True) -> torch.Tensor:
+        """Run the whole schedule; ``x (B, C, T, H, W)`` noise, ``sigmas`` the ``(steps + 1,)`` table on the model's
+        device or its ``(steps, 2)`` rows ``(t, t_next)`` (``FlexiScheduler.sigma_pairs``: made once, no work per
+        call). ``x``, ``text`` and ``mask`` may be on the host: each is copied once, straight into its static buffer.
 
-        Returns the final float32 latents (a new tensor)."""
-        if len(sigmas) != len(steps_plan) + 1:
-            raise ValueError(f"{len(steps_plan)} steps need {len(steps_plan) + 1} sigmas, got {len(sigmas)}")
+        Returns the final float32 latents: a new tensor, or with ``copy=False`` the static buffer itself, which the
+        next call of the same shape overwrites (for a caller that makes its own copy of it right away)."""
+        pairs = sigmas if sigmas.dim() == 2 else torch.stack([sigmas[:-1], sigmas[1:]], dim=1).float()
+        if len(pairs) != len(steps_plan):
+            raise ValueError(f"{len(steps_plan)} steps need {len(steps_plan) + 1} sigmas, got {len(pairs) + 1}")
         key, buf = self._buffers(x, text, mask)
         buf.text.copy_(text)
         buf.mask.copy_(mask)
@@ -182,13 +188,13 @@ class StepGraphs:
                 raise
             self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             raise GraphCaptureError(self.failed) from e
-        pairs = torch.stack([sigmas[:-1], sigmas[1:]], dim=1).float()  # (steps, 2), once per call
+        rows = pairs.unbind(0)  # one op for every step's (t, t_next) view
         runs = []
         for i, plan in enumerate(steps_plan):
             gkey = (key, plan, float(scale))
             if gkey not in self.graphs:  # capture on the real inputs of its first step; x is reset below
                 buf.x.copy_(x)
-                buf.sig.copy_(pairs[i])
+                buf.sig.copy_(rows[i])
                 try:
                     self.graphs[gkey] = self._build(buf, plan, float(scale))
                 except RuntimeError as e:
@@ -198,7 +204,7 @@ class StepGraphs:
                     raise GraphCaptureError(self.failed) from e
             runs.append(self.graphs[gkey])
         buf.x.copy_(x)
-        for i, run in enumerate(runs):
-            buf.sig.copy_(pairs[i])
+        for row, run in zip(rows, runs):
+            buf.sig.copy_(row)
             run()
-        return buf.x.clone()
+        return buf.x.clone() if copy else buf.x

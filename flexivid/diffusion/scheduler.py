@@ -10,6 +10,7 @@ which guidance run (a ``PatchSchedule`` turned into ``StepPlan``s).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -36,11 +37,14 @@ class FlexiScheduler:
         self.plans: list[StepPlan] = []
         self.timesteps = torch.empty(0)
         self.sigmas = torch.empty(0)
+        self.sigma_pairs = torch.empty(0, 2)
         self.step_index = 0
 
     def set_timesteps(self, num_inference_steps: int, schedule: str | PatchSchedule = FULL, device=None) -> None:
-        """Evenly spaced (then shifted) ``timesteps (n,)`` and ``sigmas (n + 1,)`` ending at 0, and the step plans of
-        ``schedule`` (a spec string or a ``PatchSchedule`` of ``n`` steps). Resets the step index."""
+        """Evenly spaced (then shifted) ``timesteps (n,)`` and ``sigmas (n + 1,)`` ending at 0, ``sigma_pairs (n, 2)``
+        (each step's ``(t, t_next)``), and the step plans of ``schedule`` (a spec string or a ``PatchSchedule`` of ``n``
+        steps). Resets the step index. The tables are shared by every scheduler of the same steps, shift and device
+        (built once: read them, do not write them)."""
         n = num_inference_steps
         if int(n) != n or n < 1:
             raise ValueError(f"steps must be a positive integer, got {n}")
@@ -51,8 +55,7 @@ class FlexiScheduler:
         self.schedule = schedule
         self.plans = [plan_step(c, g, self.modes, self.weak_to_strong, self.guided)
                       for c, g in zip(schedule.cond, schedule.guide)]
-        grid = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
-        self.sigmas = shift_timesteps(grid, self.shift).to(device=device, dtype=torch.float32)
+        self.sigmas, self.sigma_pairs = _sigma_tables(int(n), self.shift, str(torch.device(device or "cpu")))
         self.timesteps = self.sigmas[:-1]
         self.step_index = 0
 
@@ -73,3 +76,14 @@ class FlexiScheduler:
         dt = self.sigmas[i + 1] - self.sigmas[i]
         self.step_index = i + 1
         return (sample.float() + dt * model_output.float()).to(sample.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _sigma_tables(n: int, shift: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sigmas (n + 1,)`` and ``pairs (n, 2)`` float32 on ``device``; made once per (steps, shift, device), outside
+    inference mode so a table first made in a sampling call is still an ordinary tensor outside one."""
+    with torch.inference_mode(False):
+        grid = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
+        sigmas = shift_timesteps(grid, shift).to(dtype=torch.float32)
+        pairs = torch.stack([sigmas[:-1], sigmas[1:]], dim=1)
+        return sigmas.to(device), pairs.to(device)
