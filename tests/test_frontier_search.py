@@ -4,8 +4,8 @@ import pytest
 
 from flexivid.diffusion.schedules import flops_fraction, parse_schedule
 from flexivid.config import ModelConfig
-from flexivid.eval.frontier_search import (BASELINE, Candidate, baseline_for, coarse_grid, family_of, front_line,
-                                           neighbours, pareto_front, parse_label)
+from flexivid.eval.frontier_search import (BASELINE, FULL_FIRST, Candidate, baseline_for, coarse_grid, family_of,
+                                           front_line, neighbours, pareto_front, parse_label)
 
 MODES = {"full": (1, 4, 4), "coarse_time": (2, 4, 4), "coarse_space": (1, 8, 8)}
 
@@ -15,12 +15,27 @@ def test_coarse_grid_covers_every_family_at_every_step_count_and_parses():
     fams = {(c.steps, c.family) for c in grid}
     for n in (6, 8, 10, 12, 15, 20, 25, 30):
         assert {f for m, f in fams if m == n} == {BASELINE, "weak_first coarse_space", "weak_first coarse_time",
-                                                   "x/y weak-to-strong coarse_space", "interleaved", "custom order"}
+                                                   "x/y weak-to-strong coarse_space", "interleaved", "custom order",
+                                                   FULL_FIRST}
     for c in grid:
         s = parse_schedule(c.spec, c.steps, MODES)
         assert s.steps == c.steps and s.cond[-1] == "full"  # every schedule ends on full steps
         if c.family.startswith("x/y"):  # weak-to-strong: some steps run a full conditional with a weak guide
             assert any(a == "full" and b != "full" for a, b in zip(s.cond, s.guide))
+
+
+def test_full_first_keeps_the_noisiest_tenth_full_at_every_step_count():
+    # the caption's motion is decided at t >= 0.9: the first ceil(n / 10) steps of n run full, also after refinement
+    for c in coarse_grid(MODES):
+        if c.family != FULL_FIRST:
+            continue
+        s = parse_schedule(c.spec, c.steps, MODES)
+        head = -(-c.steps // 10)
+        assert s.cond[:head] == ("full",) * head and s.cond[head] == "coarse_space" and s.cond[-1] == "full"
+        for near in neighbours(c, MODES, 30):
+            t = parse_schedule(near.spec, near.steps, MODES)
+            h = -(-near.steps // 10)
+            assert near.family == FULL_FIRST and t.cond[:h] == ("full",) * h and t.cond[h] != "full"
 
 
 def test_neighbours_are_valid_and_one_notch_away():

@@ -53,11 +53,17 @@ def parse_label(label: str, default_steps: int) -> Candidate:
                          f"weak_first:coarse_space:5@15/cfg3)") from None
 
 
+FULL_FIRST = "full first"
+
+
 def family_of(spec: str) -> str:
-    """Table/plot family of a spec: full, weak_first MODE, weak-to-strong x/y, interleaved or custom order."""
+    """Table/plot family of a spec: full, weak_first MODE, weak-to-strong x/y, interleaved, full first (a custom
+    order whose noisiest steps run full) or custom order."""
     head, *args = spec.split(":")
     if spec == FULL:
         return BASELINE
+    if head == FULL and "," in spec:
+        return FULL_FIRST
     if head == "weak_first":
         if len(args) > 1 and "/" in args[1]:
             return f"x/y weak-to-strong {args[0]}"
@@ -95,6 +101,12 @@ def family_specs(n: int, modes: dict) -> list[str]:
         k = max(1, n // 3)
         if 2 * k < n:
             specs.append(f"{b}:{k},{a}:{k},{FULL}:{n - 2 * k}")
+    # Full first: the noisiest tenth of the steps (t >= 0.9 at shift 1, where the caption's motion is decided) run
+    # full, then the cheapest weak mode, then full to finish.
+    head = math.ceil(n / 10)
+    k = round(2 * n / 3)
+    if n >= 4 and head + k < n:
+        specs.append(f"{FULL}:{head},{cheap}:{k},{FULL}:{n - head - k}")
     return list(dict.fromkeys(specs))
 
 
@@ -139,6 +151,10 @@ def _rescale(spec: str, n_from: int, n_to: int) -> str:
             counts[counts.index(max(counts))] -= 1
         return "interleaved:" + ":".join(map(str, counts))
     segments = [part.split(":") for part in spec.split(",")]
+    if segments[0][0] == FULL:  # full first: keep the noisiest tenth full, rescale the rest
+        head = math.ceil(n_to / 10)
+        rest = _rescale(",".join(":".join(p) for p in segments[1:]), n_from - int(segments[0][1]), n_to - head)
+        return f"{FULL}:{head},{rest}"
     weak = [(m, scale(k)) for m, k in segments if m != FULL]
     while sum(k for _, k in weak) >= n_to and max(k for _, k in weak) > 1:
         i = max(range(len(weak)), key=lambda j: weak[j][1])
