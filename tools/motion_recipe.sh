@@ -15,7 +15,7 @@
 #   Back: model.tgz.part-*, results.tgz, summary.txt.
 # BASE: an export folder (config.json, model.safetensors), or PARTS_DIR/base_A for a call's parts (joined by
 # tools/join_release.sh). Pretraining draws timesteps from TS_SAMPLING / TS_LOC / TS_SCALE / TS_SHIFT
-# (train.timestep_*) and LR (train.lr); unset, configs/pretrain_motion.yaml's. BATCH (train.micro_batch_size) and
+# (train.timestep_*; distillation too) and LR (train.lr; pretraining only); unset, the config's. BATCH (train.micro_batch_size) and
 # CKPT_EVERY (train.ckpt_every) apply to pretraining and distillation alike. TEXT_CACHE: the caption cache
 # (default runs/text_cache/minilm_synthetic.safetensors). DIRCLS (optional): a direction probe
 # run on each scored base as `$DIRCLS --checkpoint DIR --output FILE`, e.g.
@@ -27,6 +27,7 @@
 #   bash tools/join_release.sh runs/gpu1 checkpoints base_A                         # the chosen arm, in place
 #   OUT=runs/gpu2 STEPS=2500 bash tools/motion_recipe.sh --continue checkpoints/flexivid-small
 #   OUT=runs/gpu3 CONTINUE_STEPS=1400 bash tools/motion_recipe.sh --distill checkpoints/flexivid-small
+#   TS_SAMPLING=uniform TS_SHIFT=3 OUT=runs/gpu4 bash tools/motion_recipe.sh --distill checkpoints/flexivid-small
 #   OUT=/tmp/s1 bash tools/motion_recipe.sh --smoke; OUT=/tmp/s2 bash tools/motion_recipe.sh --smoke --distill /tmp/s1/base_A
 set -euo pipefail
 smoke=0; mode=ab; src=""
@@ -93,21 +94,22 @@ import os, sys, yaml
 from flexivid.config import config_to_dict, load_config
 from flexivid.training.preflight import preflight
 w, smoke, cache, (name, kind, base, steps) = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4:8]
+env = {"timestep_sampling": ("TS_SAMPLING", str), "timestep_loc": ("TS_LOC", float),
+       "timestep_scale": ("TS_SCALE", float), "timestep_shift": ("TS_SHIFT", float)}
 if kind == "distill":
     cfg = yaml.safe_load(open("configs/distill_motion.yaml"))
     cfg["distill"]["base_checkpoint"] = base
 else:
     cfg = yaml.safe_load(open("configs/pretrain_motion.yaml"))
-    env = {"timestep_sampling": ("TS_SAMPLING", str), "timestep_loc": ("TS_LOC", float),
-           "timestep_scale": ("TS_SCALE", float), "timestep_shift": ("TS_SHIFT", float), "lr": ("LR", float)}
-    cfg["train"].update({k: tp(os.environ[e]) for k, (e, tp) in env.items() if os.environ.get(e)})
-    if kind == "continue":  # base weights only: adapters are distilled afterwards
-        from flexivid.models.serialization import read_spec
-        cfg["model"] = {k: v for k, v in config_to_dict(read_spec(base).model).items() if k != "modes"}
-        cfg["train"]["init_from"] = base
-        cfg["data"]["num_workers"] = 14  # alone on the machine
-    else:
-        cfg["model"]["abs_pos"] = kind
+    env["lr"] = ("LR", float)  # pretraining only: distillation keeps its own rate
+cfg["train"].update({k: tp(os.environ[e]) for k, (e, tp) in env.items() if os.environ.get(e)})
+if kind == "continue":  # base weights only: adapters are distilled afterwards
+    from flexivid.models.serialization import read_spec
+    cfg["model"] = {k: v for k, v in config_to_dict(read_spec(base).model).items() if k != "modes"}
+    cfg["train"]["init_from"] = base
+    cfg["data"]["num_workers"] = 14  # alone on the machine
+elif kind != "distill":
+    cfg["model"]["abs_pos"] = kind
 sizes = {"micro_batch_size": "BATCH", "ckpt_every": "CKPT_EVERY"}  # both kinds
 cfg["train"].update({k: int(os.environ[e]) for k, e in sizes.items() if os.environ.get(e)})
 if steps:
