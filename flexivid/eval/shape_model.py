@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter
 
 from flexivid.data.synthetic import HALF_EXTENT, SHAPES, _coverage
 
-__all__ = ["descriptors", "classify_shape", "SIGMAS"]
+__all__ = ["soft_mask", "descriptors", "classify_shape", "SIGMAS"]
 
 SIGMAS = np.linspace(0.0, 3.5, 15)  # blur grid of the models, pixels (Gaussian sigma)
 RADIUS_STEP = 0.25  # size bucket of the models: equal-area circle radius, pixels
