@@ -7,10 +7,12 @@ colour axis) so blurry or noisy generated clips are still measured; an attribute
 ``None``, which ``prompt_fidelity`` counts as wrong.
 
 Measured on the dataset itself (both splits, 16x64x64) every attribute is recovered on >= 98% of clips
-(see tests/test_fidelity.py); pure noise clips are rejected (all ``None``), i.e. score at or below chance. Blur is
-tolerated up to a Gaussian sigma of 1.5 px at 64x64 (every attribute >= 97%); beyond it small squares and triangles
-read as circles (shape 0.81 at 1.75 px, 0.64 at 2 px on 100 train clips), so a blurrier schedule can lose shape
-points for blur alone.
+(see tests/test_fidelity.py); pure noise clips are rejected (all ``None``), i.e. score at or below chance. Shape is
+read against the renderer's own shapes drawn at the object's size and blurred as much as the clip
+(``flexivid.eval.shape_model``), so blur alone does not cost shape: 100% of 200 clips at Gaussian sigma 0-2.5 px at
+64x64 (tools/fidelity_blur.py; fixed fill cuts, used before, fell to 0.63-0.69 at 2 px). Colour is the next
+attribute blur costs (0.92/0.88 on the train/test splits at 2 px), because a small blurred object never reaches
+its full colour.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch
 
 from flexivid.data.synthetic import (ATTRIBUTES, BACKGROUNDS, COLOURS, SIZE_RADIUS, SPEED_TRAVEL,
                                      HALF_EXTENT, parse_caption)
+from flexivid.eval.shape_model import classify_shape, soft_mask as _soft_mask
 
 __all__ = ["measure_attributes", "measure_clip", "clip_scores", "by_value", "prompt_fidelity", "parse_caption",
            "jump_threshold"]
@@ -40,24 +43,11 @@ _SMALL_AREA, _LARGE_AREA = (math.pi * SIZE_RADIUS[s] ** 2 for s in ("small", "la
 SIZE_THRESHOLD = math.sqrt(_SMALL_AREA * _LARGE_AREA)  # object area / min(H, W)^2
 SPEED_THRESHOLD = math.sqrt(SPEED_TRAVEL["slow"] * SPEED_TRAVEL["fast"])  # travel over the clip / min(H, W)
 MIN_TRAVEL = 0.05  # below this (fraction of min(H, W)) the object is "not moving": direction unmeasurable
-# Area / bounding-box area: triangle 0.5, circle pi/4 ~ 0.785, square 1.0 (measured on clean clips: 0.52-0.59,
-# 0.75-0.79, >= 0.997). Blur rounds corners, raising a small triangle's fill to ~0.68 and lowering a small
-# square's to ~0.94 (Gaussian sigma ~1.2 px at 64x64), so the cuts sit above those, not at the midpoints.
-FILL_CIRCLE, FILL_SQUARE = 0.70, 0.87
 
 
 def _nearest(colour: np.ndarray, palette: dict[str, np.ndarray]) -> str | None:
     name, dist = min(((k, float(np.linalg.norm(colour - v))) for k, v in palette.items()), key=lambda kv: kv[1])
     return name if dist <= PALETTE_TOLERANCE else None
-
-
-def _soft_mask(proj: np.ndarray) -> np.ndarray:
-    """Coverage in [0, 1] from the position along the background->object colour axis (0 = bg, 1 = object).
-
-    The middle half of the axis is stretched to [0, 1]: faint noise reads 0 and full object 1, while a linear
-    anti-aliased edge keeps its total area (the ramp is symmetric about 0.5).
-    """
-    return np.clip((proj - 0.25) / 0.5, 0.0, 1.0)
 
 
 def _locate(cov: np.ndarray, s: int, reach: int, weight: np.ndarray | None = None
@@ -184,12 +174,11 @@ def _measure(video: torch.Tensor | np.ndarray, found: list) -> dict:
         return out
     # Shape and size from frames where the object is whole (all frames if it always touches the edge).
     whole = [(i, c) for i, (c, touches) in found if not touches] or [(i, c) for i, (c, _) in found]
-    template = _soft_mask(_aligned_mean(proj[[i for i, _ in whole]], [c for _, c in whole], reach))
+    linear_template = _aligned_mean(proj[[i for i, _ in whole]], [c for _, c in whole], reach)
+    template = _soft_mask(linear_template)
     area = float(template.sum())
     out["size"] = "large" if area / (s * s) > SIZE_THRESHOLD else "small"
-    # Soft extents: a column's max coverage is its share of the object's width (exact for anti-aliased edges).
-    fill = area / max(float(template.max(axis=0).sum() * template.max(axis=1).sum()), 1e-6)
-    out["shape"] = "square" if fill > FILL_SQUARE else "circle" if fill > FILL_CIRCLE else "triangle"
+    out["shape"] = classify_shape(linear_template)  # read against the renderer's shapes at the template's own blur
 
     if len(found) >= 2:
         # Least-squares line through the centres: robust to per-frame jitter, unlike last-minus-first.
