@@ -149,8 +149,8 @@ def pick(budget: float, calibration: Calibration | None, steps: int, clip: tuple
     if axis == FVD:
         entries = [e for e in entries if e.fvd is not None]
         if not entries:
-            raise ValueError("--quality fvd: this calibration table has no FVD (written by a frontier run with "
-                             "--no-fvd); rewrite it with tools/benchmark.py --checkpoint DIR, or use --quality "
+            raise ValueError("--quality fvd: this calibration table has no FVD (written with --no-fvd, or before "
+                             "tables held FVD); rewrite it with tools/benchmark.py --checkpoint DIR, or use --quality "
                              f"{calibration.quality_metric}")
     costed = []
     for e in entries:
