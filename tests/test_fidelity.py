@@ -65,13 +65,13 @@ def test_blurred_small_corners_are_not_read_as_circles():
     so fill cuts call both circles; the blur-matched models still tell all three apart."""
     from scipy.ndimage import gaussian_filter
 
-    from flexivid.data.synthetic import SHAPES, _coverage
+    from flexivid.data.synthetic import SHAPES, shape_coverage
     from flexivid.eval.shape_model import classify_shape, descriptors, soft_mask
 
     grid = np.arange(-20, 21) + 0.5 - 0.3  # an off-centre sub-pixel position
     fills = {}
     for shape in SHAPES:
-        sharp = _coverage(shape, grid[:, None], grid[None, :] + 0.2, 0.08 * 64)
+        sharp = shape_coverage(shape, grid[:, None], grid[None, :] + 0.2, 0.08 * 64)
         assert classify_shape(sharp) == shape
         blurred = gaussian_filter(sharp, 2.0, mode="constant")
         assert classify_shape(blurred) == shape, shape

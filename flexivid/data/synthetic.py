@@ -142,7 +142,7 @@ def all_captions(split: str | None = None) -> list[str]:
     return sorted(caption_for(dict(zip(ATTRIBUTES, c))) for s in splits for c in SPLIT_COMBINATIONS[s])
 
 
-def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
+def shape_coverage(shape: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] from a signed distance (pixels; negative inside) to the shape's edge."""
     if shape == "circle":
         sd = np.sqrt(dy * dy + dx * dx) - r
@@ -190,7 +190,7 @@ def render_clip(attrs: dict, centres: np.ndarray, height: int, width: int) -> np
     xs = np.arange(width, dtype=np.float32) + 0.5
     dy = ys[None, :, None] - centres[:, 0, None, None].astype(np.float32)  # (T, H, 1)
     dx = xs[None, None, :] - centres[:, 1, None, None].astype(np.float32)  # (T, 1, W)
-    cov = _coverage(attrs["shape"], dy, dx, r).astype(np.float32)  # (T, H, W)
+    cov = shape_coverage(attrs["shape"], dy, dx, r).astype(np.float32)  # (T, H, W)
     bg = np.asarray(BACKGROUNDS[attrs["background"]], dtype=np.float32) / 127.5 - 1.0
     fg = np.asarray(COLOURS[attrs["colour"]], dtype=np.float32) / 127.5 - 1.0
     return bg[:, None, None, None] + cov[None] * (fg - bg)[:, None, None, None]

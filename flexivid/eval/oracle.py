@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from flexivid.data.synthetic import (BACKGROUNDS, COLOURS, DIRECTIONS, SIZE_RADIUS, SPEEDS, _coverage, plan_path,
-                                     render_clip)
+from flexivid.data.synthetic import (BACKGROUNDS, COLOURS, DIRECTIONS, SIZE_RADIUS, SPEEDS, plan_path, render_clip,
+                                     shape_coverage)
 
 __all__ = ["MotionOracle", "start_interval"]
 
@@ -190,4 +190,4 @@ def _circular_coverage(attrs: dict, centres: np.ndarray, height: int, width: int
     dx = xs[None, None, :] - centres[:, 1, None, None]
     dy = (dy + height / 2) % height - height / 2
     dx = (dx + width / 2) % width - width / 2
-    return _coverage(attrs["shape"], dy.astype(np.float32), dx.astype(np.float32), r).astype(np.float64)
+    return shape_coverage(attrs["shape"], dy.astype(np.float32), dx.astype(np.float32), r).astype(np.float64)

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from flexivid.data.synthetic import HALF_EXTENT, SHAPES, _coverage
+from flexivid.data.synthetic import HALF_EXTENT, SHAPES, shape_coverage
 
 __all__ = ["soft_mask", "descriptors", "classify_shape", "SIGMAS"]
 
@@ -66,7 +66,7 @@ def _model(shape: str, bucket: int) -> tuple[np.ndarray, np.ndarray]:
     r = bucket * RADIUS_STEP
     half = int(np.ceil(max(HALF_EXTENT[shape]) * r + 4 * SIGMAS[-1] + 2))
     grid = np.arange(-half, half + 1, dtype=np.float64)  # pixel centres relative to the crop centre
-    cov = np.mean([_coverage(shape, grid[:, None] - oy, grid[None, :] - ox, r)
+    cov = np.mean([shape_coverage(shape, grid[:, None] - oy, grid[None, :] - ox, r)
                    for oy in _OFFSETS for ox in _OFFSETS], axis=0)
     fills, softs = [], []
     for sigma in SIGMAS:
