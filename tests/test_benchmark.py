@@ -329,7 +329,7 @@ def test_kernel_categoriser_groups_rows_and_keeps_the_total():
         "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>": "attention",
         "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
         "triton_per_fused__to_copy_add_mul_native_layer_norm_3": "norm+elementwise",
-        "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<c10::BFloat16>>": "norm+elementwise",
+        "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<float>>": "norm+elementwise",
         "void at::native::reduce_kernel<512, 1>": "norm+elementwise",
         "aten::native_layer_norm": "norm+elementwise",
         "aten::add": "norm+elementwise",
