@@ -118,8 +118,8 @@ def profile_markdown(results: list[dict]) -> str:
     for r in results:
         cats = r["categories"]
         diff = cats["total"]["full_ms"] - cats["total"]["plain_ms"]
-        lines += [f"### {r['preset']}: {r['tokens']} tokens, batch {r['batch']}, {r['run']} ({r['rows']}: "
-                  f"full {r['kernels']['full']}, plain {r['kernels']['plain']})", "",
+        lines += [f"### {r['preset']}: {r['tokens']} tokens, batch {r['batch']}, {r['run']} ({r['rows']}; "
+                  f"{r['kernels']['full']} in full, {r['kernels']['plain']} in plain)", "",
                   "| category | full ms | plain ms | full - plain ms | share of the difference |",
                   "|---|---|---|---|---|"]
         for c in (*CATEGORIES, "total"):
