@@ -314,3 +314,70 @@ def test_front_line_runs_each_pick_beside_its_baseline():
              Candidate("full", 7), Candidate("c", 30)]
     groups = row_groups(cands, lambda c: flops[c.label], 30)
     assert [[c.label for c in g] for g in groups] == [["full@30"], ["a@30", "full@10"], ["b@30", "full@7"], ["c@30"]]
+
+
+def test_kernel_categoriser_groups_rows_and_keeps_the_total():
+    from flexivid.eval.kernel_profile import CATEGORIES, categorise, group, top_kernels
+
+    names = {
+        "nvjet_sm90_tst_192x192_64x4_1x2_h_bz_coopB_bias_TNN": "matmul",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64": "matmul",
+        "triton_tem_fused_addmm_0": "matmul",
+        "aten::addmm": "matmul",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64": "attention",
+        "fmha_cutlassF_bf16_aligned_64x128_rf_sm80(PyTorchMemEffAttention::AttentionKernel)": "attention",
+        "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>": "attention",
+        "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
+        "triton_per_fused__to_copy_add_mul_native_layer_norm_3": "norm+elementwise",
+        "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<float>>": "norm+elementwise",
+        "void at::native::reduce_kernel<512, 1>": "norm+elementwise",
+        "aten::native_layer_norm": "norm+elementwise",
+        "aten::add": "norm+elementwise",
+        "Memcpy DtoD (Device -> Device)": "copies",
+        "void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>": "copies",
+        "aten::copy_": "copies",
+        "aten::view": "other",
+        "some_custom_kernel": "other",
+    }
+    for name, cat in names.items():
+        assert categorise(name) == cat, name
+    rows = [(n, float(i + 1)) for i, n in enumerate(names)] + [("aten::add", 100.0)]
+    g = group(rows)
+    assert list(g) == [*CATEGORIES, "total"]
+    assert g["total"] == sum(t for _, t in rows) == sum(g[c] for c in CATEGORIES)
+    assert g["other"] == 17.0 + 18.0 and g["copies"] == 14.0 + 15.0 + 16.0
+    top = top_kernels(rows, 3)
+    assert [x["name"] for x in top] == ["aten::add", "some_custom_kernel", "aten::view"]
+    assert top[0]["calls"] == 2 and top[0]["time"] == 113.0 and top[0]["category"] == "norm+elementwise"
+    assert top[0]["share"] == pytest.approx(113.0 / g["total"])
+    assert group([]) == {**dict.fromkeys(CATEGORIES, 0.0), "total": 0.0} and top_kernels([]) == []
+
+
+def test_kernels_profile_section_on_the_tiny_case():
+    from flexivid.eval.kernel_profile import CATEGORIES, profile_case
+    from flexivid.eval.speed import SECTIONS
+    from flexivid.eval.speed_report import report_markdown
+
+    assert SECTIONS[-1] == "kernels_profile"  # after every existing section
+    r = profile_case("tiny", log=lambda _: None, top=5)
+    assert (r["preset"], r["tokens"], r["batch"], r["run"]) == ("tiny", 256, 2, "eager")
+    cats = r["categories"]
+    assert list(cats) == [*CATEGORIES, "total"]
+    for who in ("full_ms", "plain_ms"):
+        assert sum(cats[c][who] for c in CATEGORIES) == pytest.approx(cats["total"][who])
+        assert cats["matmul"][who] > 0 and cats["attention"][who] > 0
+    # the full mode runs the plain stack's matmuls and more (cross-attention, patch embed, final layer)
+    assert r["kernels"]["full"] > r["kernels"]["plain"] > 0
+    assert 0 < len(r["top_full"]) <= 5
+    assert [x["ms"] for x in r["top_full"]] == sorted((x["ms"] for x in r["top_full"]), reverse=True)
+    assert sum(x["share"] for x in r["top_full"]) <= 1 + 1e-9
+    env = {"device": "cpu", "torch": "2.x", "cuda": None, "python": "3"}
+    md = report_markdown({"environment": env, "settings": {"schedules": ["full@30"], "checkpoint": "c",
+                                                          "compile": False, "repeats": 1},
+                          "sampling": "eager", "suite_s": 1.0, "skipped": [], "kernels_profile": [r]})
+    assert "## Where the full mode loses to the plain DiT stack" in md
+    table = md.split("### tiny")[1]
+    assert sum(line.startswith("| ") and line.split(" | ")[0][2:] in CATEGORIES for line in table.splitlines()) == 5
+    assert "| total |" in table and "Top 5 of the full mode" in table
+    with pytest.raises(ValueError, match="unknown kernel case 'huge'; allowed: reference"):
+        profile_case("huge")

@@ -17,6 +17,12 @@ Kernels: per-mode step time and achieved TFLOP/s (and % of the measured bf16 mat
 weights, eager and torch.compile, the attention backend named::
 
     python tools/benchmark.py --kernels --output runs/kernels
+
+Speed suite (``--suite speed``, scripts/gpu/speed.sh runs it on a GPU): end-to-end speed-ups, GPU busy, kernels per
+step, the kernel table and, last, ``kernels_profile``: where the full mode's forward spends its time beside the plain
+DiT stack (kernel time by category, top kernels)::
+
+    python tools/benchmark.py --suite speed --sections kernels_profile --text-cache CACHE --output runs/kprof
 """
 import argparse
 import json
@@ -156,8 +162,8 @@ def main(argv=None) -> int:
                     help="with --replot: write the headline table between the frontier-headline markers of each FILE "
                          "(README.md docs/results.md)")
     ap.add_argument("--suite", choices=["speed"], default=None,
-                    help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video and the "
-                         "kernel table in one run (--repeats; --cases; --text-cache)")
+                    help="speed: end-to-end speed-ups (batch 1 and 16), GPU-busy profile, time to first video, the "
+                         "kernel table and its full-vs-plain profile in one run (--repeats; --cases; --text-cache)")
     ap.add_argument("--smoke", action="store_true", help="--suite speed at a CPU size (tiny random model)")
     ap.add_argument("--sections", nargs="+", default=None, choices=list(SECTIONS),
                     help="--suite speed: run only these sections (default: all, in priority order)")

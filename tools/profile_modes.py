@@ -22,30 +22,19 @@ from pathlib import Path
 import torch
 
 from flexivid.errors import OneLineParser, report_errors
+from flexivid.eval.kernel_profile import profile_rows, top_kernels
 from flexivid.eval.kernels import time_fn
 from flexivid.models.flops import forward_flops
 from flexivid.models.serialization import load_model, read_spec
 
 
 def kernel_summary(fn, top: int) -> list[dict]:
-    """The ``top`` kernels of one call of ``fn`` by device time (CPU ops on a machine without CUDA)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = torch.cuda.is_available()
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    fn()
-    with profile(activities=acts) as prof:
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
-    # on the GPU only the kernels themselves: an aten op's self device time is its kernels' again
-    ev = [e for e in prof.key_averages()
-          if not cuda or getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA] or prof.key_averages()
-    ev = sorted(ev, key=lambda e: getattr(e, attr, 0), reverse=True)
-    total = sum(getattr(e, attr, 0) for e in ev) or 1
-    return [{"name": e.key[:90], "calls": e.count, "us": getattr(e, attr, 0), "share": getattr(e, attr, 0) / total}
-            for e in ev[:top]] + [{"name": "(all)", "calls": sum(e.count for e in ev), "us": total, "share": 1.0}]
+    """The ``top`` kernels of one call of ``fn`` by device time (CPU op self time on a machine without CUDA), then
+    the total; each kernel counted once (``eval.kernel_profile.profile_rows``)."""
+    rows = profile_rows(fn)
+    total = sum(t for _, t in rows)
+    return [{"name": x["name"][:90], "calls": x["calls"], "us": x["time"], "share": x["share"]}
+            for x in top_kernels(rows, top)] + [{"name": "(all)", "calls": len(rows), "us": total, "share": 1.0}]
 
 
 def main(argv=None) -> int:

@@ -129,7 +129,52 @@ class KernelRow:
     ratio_flops: float  # FLOPs / full FLOPs
 
 
-def _runner(fn, run: str, warmup: int = 3):
+@dataclass
+class KernelCase:
+    """The random-weight model, plain DiT stack (None without ``plain``) and fixed inputs of one kernel case."""
+
+    cfg: ModelConfig
+    model: FlexiVideoDiT
+    stack: PlainDiTStack | None
+    x: torch.Tensor  # (B, C, T, H, W) latents
+    t: torch.Tensor  # (B,)
+    text: torch.Tensor  # (B, L, Dt) prompt tokens
+    mask: torch.Tensor  # (B, L) all True
+    tokens: int  # full-mode tokens of one sample
+    xs: torch.Tensor | None  # (B, tokens, D): the plain stack's input
+    cs: torch.Tensor | None  # (B, D): its conditioning
+
+    def compile(self) -> None:
+        """Regional ``torch.compile`` of both block stacks (what the ``compiled`` and ``graphed`` runs time)."""
+        self.model.compile_blocks()
+        if self.stack is not None:
+            for blk in self.stack.blocks:
+                blk.compile(dynamic=False)
+
+
+def build_case(preset: str, latent: tuple, modes: dict, batch: int = 2, text_len: int = 32,
+               dtype=torch.bfloat16, plain: bool = True) -> KernelCase:
+    """The kernel table's models and inputs on this machine's device (``kernel_table`` for the arguments)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = ModelConfig(preset=preset, in_channels=latent[0], patch_size=tuple(modes["full"]),
+                      modes={k: v for k, v in modes.items() if k != "full"})
+    model = FlexiVideoDiT(cfg).to(dev, dtype).eval()
+    x = torch.randn(batch, *latent, device=dev, dtype=dtype)
+    t = torch.rand(batch, device=dev)
+    text = torch.randn(batch, text_len, cfg.text_dim, device=dev, dtype=dtype)
+    mask = torch.ones(batch, text_len, dtype=torch.bool, device=dev)
+    tokens = model.num_tokens("full", latent)
+    stack = xs = cs = None
+    if plain:
+        c = apply_preset(cfg)
+        stack = PlainDiTStack(c.hidden_size, c.depth, c.num_heads, c.mlp_ratio).to(dev, dtype).eval()
+        xs = torch.randn(batch, tokens, c.hidden_size, device=dev, dtype=dtype)
+        cs = torch.randn(batch, c.hidden_size, device=dev, dtype=dtype)
+    return KernelCase(cfg, model, stack, x, t, text, mask, tokens, xs, cs)
+
+
+def runner(fn, run: str, warmup: int = 3):
+    """``fn`` as a run times it: itself (eager, compiled) or its CUDA graph's replay (graphed)."""
     if run == "graphed":
         return graphed(fn, warmup)
     return fn
@@ -153,15 +198,10 @@ def kernel_table(preset: str, latent: tuple, modes: dict, batch: int = 2, text_l
     if bad:
         raise ValueError(f"unknown kernel runs {sorted(bad)}; allowed: {', '.join(RUNS)}")
     runs = tuple(r for r in RUNS if r in runs and (r != "graphed" or dev == "cuda"))  # eager before the compile
-    cfg = ModelConfig(preset=preset, in_channels=latent[0], patch_size=tuple(modes["full"]),
-                      modes={k: v for k, v in modes.items() if k != "full"})
-    model = FlexiVideoDiT(cfg).to(dev, dtype).eval()
+    case = build_case(preset, latent, modes, batch, text_len, dtype, plain)
+    cfg, model, stack, x, t, text, mask = case.cfg, case.model, case.stack, case.x, case.t, case.text, case.mask
     log(describe_backend(cfg.attention_backend, dev))
     peak = peak or matmul_peak_tflops()
-    x = torch.randn(batch, *latent, device=dev, dtype=dtype)
-    t = torch.rand(batch, device=dev)
-    text = torch.randn(batch, text_len, cfg.text_dim, device=dev, dtype=dtype)
-    mask = torch.ones(batch, text_len, dtype=torch.bool, device=dev)
     full_fl = forward_flops(cfg, modes["full"], latent, text_len, batch)
     rows = []
 
@@ -174,21 +214,14 @@ def kernel_table(preset: str, latent: tuple, modes: dict, batch: int = 2, text_l
         rows.append(row)
         return row
 
-    full_tokens = model.num_tokens("full", latent)
-    stack = None
-    if plain:
+    full_tokens, xs, cs = case.tokens, case.xs, case.cs
+    if stack is not None:
         c = apply_preset(cfg)
-        stack = PlainDiTStack(c.hidden_size, c.depth, c.num_heads, c.mlp_ratio).to(dev, dtype).eval()
-        xs = torch.randn(batch, full_tokens, c.hidden_size, device=dev, dtype=dtype)
-        cs = torch.randn(batch, c.hidden_size, device=dev, dtype=dtype)
         plain_fl = PlainDiTStack.flops(c.hidden_size, c.depth, c.mlp_ratio, full_tokens, batch)
     compiled = False
     for run in runs:
         if run != "eager" and not compiled:  # compiled and graphed share one compile
-            model.compile_blocks()
-            if stack is not None:
-                for blk in stack.blocks:
-                    blk.compile(dynamic=False)
+            case.compile()
             compiled = True
         full_ms = None
         with torch.inference_mode():
@@ -199,16 +232,16 @@ def kernel_table(preset: str, latent: tuple, modes: dict, batch: int = 2, text_l
                     log(f"{preset:12s} {mode:13s} {run:8s} skipped: past the time budget")
                     continue
                 if mode == "plain":
-                    sec = time_fn(_runner(lambda: stack(xs, cs), run, warmup), warmup=warmup, repeats=repeats)
+                    sec = time_fn(runner(lambda: stack(xs, cs), run, warmup), warmup=warmup, repeats=repeats)
                     add("plain", modes["full"], full_tokens, run, sec, plain_fl, full_ms)
                     continue
-                fn = _runner(lambda m=mode: model(x, t, ctx, None, m), run, warmup)
+                fn = runner(lambda m=mode: model(x, t, ctx, None, m), run, warmup)
                 sec = time_fn(fn, warmup=warmup, repeats=repeats)
                 full_ms = full_ms or sec * 1e3
                 add(mode, modes[mode], model.num_tokens(mode, latent), run, sec,
                     forward_flops(cfg, modes[mode], latent, text_len, batch), full_ms)
     torch._dynamo.reset()
-    del model, stack
+    del model, stack, case
     if dev == "cuda":
         torch.cuda.empty_cache()
     return rows

@@ -28,7 +28,8 @@ from .timing import busy_profile, environment, op_counts, round_robin
 SCHEDULES = ("full@30", "full@10", "full@6", "interleaved:20:6", "interleaved:10:3@20", "interleaved:8:3@15",
              "weak_first:coarse_space:20", "weak_first:coarse_time:20")
 SMOKE_SCHEDULES = ("full@6", "full@2", "interleaved:2:1@6", "weak_first:coarse_space:4@6")
-SECTIONS = ("end_to_end", "busy", "kernels", "step_ops", "equivalence", "first_video", "equivalence_fp32")
+SECTIONS = ("end_to_end", "busy", "kernels", "step_ops", "equivalence", "first_video", "equivalence_fp32",
+            "kernels_profile")
 
 
 @dataclass
@@ -239,6 +240,13 @@ def kernels(s: SuiteSettings, case: str, log, deadline: float | None = None) -> 
     return {"peak_tflops": peak, "rows": [asdict(r) for r in rows]}
 
 
+def kernels_profile(case: str, log) -> dict:
+    """Full mode vs the plain DiT stack of one case, kernel time by category (``eval.kernel_profile``)."""
+    from .kernel_profile import profile_case
+
+    return profile_case(case, log)
+
+
 def smoke_checkpoint(path: Path) -> str:
     """A tiny random flexified model exported like the shipped one (pixel space, MiniLM text): the CPU smoke size."""
     from ..config import ModelConfig, TextConfig
@@ -285,7 +293,10 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
                 ("equivalence", 20, lambda: equivalence_section(pipe, s, log)),
                 ("first_video", 100, lambda: first_video(s, log, timeout_s=left())),
                 ("equivalence_fp32", 50, lambda: equivalence_section(pipe, s, log, torch.float32)),
-                *[(f"kernels {c}", 45, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[1:]]]
+                *[(f"kernels {c}", 45, lambda c=c: kernels(s, c, log, deadline)) for c in s.kernel_cases[1:]],
+                # the profile explains the kernel table's full-vs-plain gap; one compile and capture per stack
+                *[(f"kernels_profile {c}", 90 if c in LARGE_KERNEL_CASES else 40,
+                   lambda c=c: kernels_profile(c, log)) for c in s.kernel_cases]]
 
     def write(final: bool) -> str:
         """speed.json / speed.md of everything so far: a run cut short keeps the sections it finished."""
@@ -295,6 +306,9 @@ def run_suite(s: SuiteSettings, log=print) -> dict:
             rows = [KernelRow(**r) for k in kern for r in k["rows"]]
             report["kernels"] = {"peak_tflops": kern[0]["peak_tflops"], "rows": [asdict(r) for r in rows],
                                  "markdown": kernel_markdown(rows, env, kern[0]["peak_tflops"])}
+        prof = [report.pop(k) for k in list(report) if k.startswith("kernels_profile ")]
+        if prof:
+            report["kernels_profile"] = prof
         # the sampling actually used: names a capture failure if one happened
         report.update(sampling=pipe._sampling_name(), skipped=list(s.skipped), complete=final,
                       suite_s=time.perf_counter() - start, section_s=dict(section_s))

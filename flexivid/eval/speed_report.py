@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .equivalence import equivalence_markdown
+from .kernel_profile import profile_markdown
 
 # The targets: speed-up x FLOPs fraction (1 = a FLOP saved is time saved) per batch, and GPU busy at batch 1.
 EFFICIENCY_TARGET = {1: 0.75, 16: 0.85}
@@ -101,6 +102,13 @@ def report_markdown(r: dict) -> str:
                       f"run started with an empty Inductor cache directory and loaded only that file.", ""]
     if "kernels" in r:
         lines += ["## Kernel table", "", r["kernels"]["markdown"], kernel_verdicts(r["kernels"]["rows"]), ""]
+    if "kernels_profile" in r:
+        lines += ["## Where the full mode loses to the plain DiT stack (torch.profiler, one forward each)", "",
+                  "The kernel table's random-weight full-mode forward and plain DiT stack, profiled once each "
+                  "(graphed on the GPU: CUDA kernel durations; eager on the CPU: op self times). Categories by kernel "
+                  "name: matmul (gemm, cutlass, cuBLAS, nvjet), attention (flash, fmha, efficient, cuDNN SDPA), "
+                  "norm+elementwise (Inductor's fused triton kernels, elementwise, reductions, norms), copies "
+                  "(memcpy, memset, copy, cat), other.", "", profile_markdown(r["kernels_profile"])]
     if r["skipped"]:
         lines += ["## Skipped or failed", ""] + [f"- {x}" for x in r["skipped"]] + [""]
     return "\n".join(lines)

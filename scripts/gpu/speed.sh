@@ -3,7 +3,8 @@
 # end-to-end speed-ups of the frontier's schedules against full@30 at batch 1 and 16 (round-robin, 5 repeats,
 # median/min/max), graphed vs eager-loop videos in bf16 and fp32 (the equivalence sections), GPU-busy share and
 # kernel count per call, kernels per captured step of each mode, and the kernel table at the reference and paper_video sizes, each with its plain-DiT
-# calibration row (tools/benchmark.py --suite speed). The paper-size rows start only while the budget lasts.
+# calibration row, then the profile of the full mode against that plain stack (kernel time by category, top kernels)
+# (tools/benchmark.py --suite speed). The paper-size rows start only while the budget lasts.
 #
 #   scripts/gpu/speed.sh --prepare                     # HERE (CPU): .gpu/speed_text_cache.safetensors (16 captions)
 #   OUT=/out scripts/gpu/speed.sh                      # on the GPU, carrying .gpu (the checkpoint is tracked)
@@ -12,18 +13,19 @@
 #
 # Options: --checkpoint DIR (default checkpoints/flexivid-small), --text-cache FILE (default
 # .gpu/speed_text_cache.safetensors), --budget SECONDS (default 380), --sections LIST (default
-# "end_to_end busy kernels step_ops equivalence equivalence_fp32"; add first_video for time to first video), and
-# anything after -- goes to tools/benchmark.py. Writes $OUT/speed.md, speed.json, speed.log and device.txt.
-# Sections run in one fixed priority order, whatever the order of LIST: end_to_end, busy, kernels reference,
-# step_ops, equivalence, first_video, equivalence_fp32, kernels paper_video; one that no longer fits the budget is
-# listed as skipped, so a short budget is spent on end_to_end, busy and kernels reference first.
+# "end_to_end busy kernels step_ops equivalence equivalence_fp32 kernels_profile"; add first_video for time to first
+# video), and anything after -- goes to tools/benchmark.py. Writes $OUT/speed.md, speed.json, speed.log and
+# device.txt. Sections run in one fixed priority order, whatever the order of LIST: end_to_end, busy, kernels
+# reference, step_ops, equivalence, first_video, equivalence_fp32, kernels paper_video, kernels_profile reference,
+# kernels_profile paper_video; one that no longer fits the budget is listed as skipped, so a short budget is spent on
+# end_to_end, busy and kernels reference first. The profile alone: --sections kernels_profile.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ckpt=checkpoints/flexivid-small
 cache=.gpu/speed_text_cache.safetensors
 budget=380
-sections="end_to_end busy kernels step_ops equivalence equivalence_fp32"
+sections="end_to_end busy kernels step_ops equivalence equivalence_fp32 kernels_profile"
 smoke=0
 prepare=0
 extra=()
