@@ -199,3 +199,27 @@ def test_calibration_picks_an_adaptive_row_by_its_measured_flops(pipe):  # noqa:
         assert info["schedule"] == "full" and info["steps"] == 1  # 0.55 does not fit 0.5
     finally:
         pipe.calibration = None
+
+
+@pytest.mark.slow
+def test_frontier_end_to_end_with_an_adaptive_row(tmp_path):
+    from flexivid.calibration import load_calibration
+    from flexivid.eval.frontier import FrontierSettings, run_frontier
+    from test_benchmark import _tiny_export
+
+    ckpt = _tiny_export(tmp_path / "model", num_frames=8, size=16)
+    s = FrontierSettings(checkpoint=str(ckpt), output=str(tmp_path / "bench"), steps=4, prompts=3, seeds=1,
+                         schedules=["adaptive:coarse_space:0:1@4", "full:1,coarse_space:2,full:1@4"], fvd=False, batch_sizes=(1, 2), timing_repeats=1,
+                         device="cpu", workers=1, gen_batch=2)
+    report = run_frontier(s, log=lambda *_: None)
+    rows = {r["label"]: r for r in report["rows"]}
+    row = rows["adaptive:coarse_space:0:1@4"]
+    assert row["family"] == "adaptive" and row["flops_from"] == "measured mean over the samples"
+    assert rows["full@4"]["flops_from"] == "schedule"
+    # TAU = 0: every sample ran full:1,coarse_space:2,full:1 (the static row: the largest over the prompt lengths,
+    # the adaptive row: the mean over the samples), far below the all-full bound it had before it ran
+    static = rows["full:1,coarse_space:2,full:1@4"]["flops_fraction"]
+    assert row["flops_fraction"] == pytest.approx(static, rel=1e-3) and row["flops_fraction"] < 0.9
+    assert row["timings"]["b1_eager"] > 0 and row["timings"]["b2_eager"] > 0
+    entry = next(e for e in load_calibration(ckpt).entries if e.label == row["label"])
+    assert entry.flops_fraction == row["flops_fraction"] and entry.schedule == "adaptive:coarse_space:0:1"
