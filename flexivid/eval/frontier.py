@@ -4,8 +4,9 @@ One run, within a time limit (``eval.frontier_budget``: a step starts only if it
 
 0. with FVD: detector features of the real reference, the real-vs-real floor set and the FVD response check;
 1. **screen** the coarse grid (``eval.frontier_search``: steps 6..30 x full, weak_first, the paper's x/y with
-   weak-to-strong guidance, interleaved, a custom order) on a few prompts x 1 seed, then its neighbours near the
-   Pareto front; the candidates within the headline budgets first, nearest below a budget first;
+   weak-to-strong guidance, interleaved, a custom order, full first, adaptive per sample: its FLOPs are those its
+   samples ran) on a few prompts x 1 seed, then its neighbours near the Pareto front; the candidates within the
+   headline budgets first, nearest below a budget first;
 2. optionally sweep the guidance scale of the front-line schedules on the same screen set;
 3. evaluate the **front line** (full@reference, the best FlexiDiT schedules, and full@N at their FLOPs) on every
    prompt x seed: per-attribute prompt fidelity, PSNR/SSIM against full@reference of the same prompt and seed,
