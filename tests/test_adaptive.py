@@ -16,7 +16,7 @@ STEPS = dict(CLIP, steps=6)
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("adaptive:coarse_space", r"use adaptive:MODE:TAU\[:HEAD\[:TAIL\]\], e.g. adaptive:coarse_space:2"),
+    ("adaptive:coarse_space", r"use adaptive:MODE:TAU\[:HEAD\[:TAIL\]\], e.g. adaptive:coarse_space:1\.2"),
     ("adaptive:coarse_space:1:1:1:1", r"use adaptive:MODE:TAU"),
     ("adaptive:full:1", r"MODE must be a weak mode of this model \(coarse_time, coarse_space\), got 'full'"),
     ("adaptive:blurry:1", r"MODE must be a weak mode.*got 'blurry'"),

@@ -81,7 +81,7 @@ def parse_adaptive(spec: str, steps: int, modes: dict[str, tuple[int, int, int]]
     """``adaptive:MODE:TAU[:HEAD[:TAIL]]`` -> AdaptiveSchedule; one-line ValueErrors name the fix."""
     args = spec.split(":")[1:]
     if not 2 <= len(args) <= 4:
-        raise ValueError(f"schedule '{spec}': use {GRAMMAR}, e.g. {PREFIX}:coarse_space:2 (TAU: rate of change per "
+        raise ValueError(f"schedule '{spec}': use {GRAMMAR}, e.g. {PREFIX}:coarse_space:1.2 (TAU: rate of change per "
                          f"unit sigma below which a sample switches to full)")
     mode = args[0]
     if mode not in modes or mode == FULL:

@@ -57,9 +57,10 @@ def parse_label(label: str, default_steps: int) -> Candidate:
 
 FULL_FIRST = "full first"
 ADAPTIVE = "adaptive"
-# TAU values of the adaptive family (rate of change per unit sigma, ``diffusion.adaptive``), spanning the shipped
-# model's measured curves (docs/results/adaptive_cpu); a neighbour is one notch (x or / ADAPTIVE_NOTCH) away.
-ADAPTIVE_TAUS = (1.0, 2.0, 4.0)
+# TAU values of the adaptive family (rate of change per unit sigma, ``diffusion.adaptive``): on the shipped model's
+# curves of its cheapest weak mode (docs/results/adaptive_cpu) they are crossed near sigma 0.8, 0.65 and 0.3, i.e.
+# a short, a middle and a long weak run; a neighbour is one notch (x or / ADAPTIVE_NOTCH) away.
+ADAPTIVE_TAUS = (0.6, 1.2, 2.4)
 ADAPTIVE_NOTCH = 2 ** 0.5
 
 
