@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from .calibration import load_calibration
 from .config import AutoencoderConfig, ModelConfig, TextConfig
+from .diffusion.adaptive import AdaptiveSchedule
 from .diffusion.guidance import PromptText, guided_velocity, s2_from_s1
 from .diffusion.scheduler import FlexiScheduler
-from .diffusion.adaptive import AdaptiveSchedule
 from .diffusion.schedules import FULL, PatchSchedule, flops_fraction, parse_schedule, schedule_flops
 from .models.dit import FlexiVideoDiT
 from .models.serialization import load_model, read_spec

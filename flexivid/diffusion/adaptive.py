@@ -120,7 +120,7 @@ def rate_of_change(x0: torch.Tensor, x0_prev: torch.Tensor, dsigma: torch.Tensor
 
 def sample_adaptive(run_step, x: torch.Tensor, sigmas: torch.Tensor, sched: AdaptiveSchedule):
     """The per-sample loop. ``run_step(i, mode, idx, x_sub) -> x_next_sub`` runs step ``i`` in ``mode`` on the
-    samples ``idx`` (a host list; ``x_sub`` their float32 latents). Returns ``(x0 latents, switch step per sample,
+    samples ``idx`` (a host list; ``x_sub`` their float32 latents). Returns ``(final latents, switch step per sample,
     rates (B, steps - 1) float32 on the host: rate_i in column i - 1)``."""
     b, n = x.shape[0], sched.steps
     switch = [n] * b  # first step a sample runs full after its weak run (n: never switched)
