@@ -146,6 +146,19 @@ def test_static_scheduler_refuses_an_adaptive_spec():
         FlexiScheduler(ALL).set_timesteps(6, "adaptive:coarse_space:1")
 
 
+def test_wan_integration_refuses_an_adaptive_spec():
+    pytest.importorskip("diffusers")
+    from diffusers import WanTransformer3DModel
+
+    from flexivid.integrations.wan import FlexiWanTransformer
+    from flexivid.models.modes import lora_specs
+    from test_wan_pipeline import TINY
+
+    flexi = FlexiWanTransformer(WanTransformer3DModel(**TINY).eval(), lora_specs({"coarse_space": (1, 4, 4)}, 4))
+    with pytest.raises(ValueError, match="is adaptive .*give the Wan integration a static schedule"):
+        flexi.set_schedule("adaptive:coarse_space:1", steps=4)
+
+
 def test_frontier_family_labels_neighbours_and_rescale():
     from flexivid.eval.frontier_search import (ADAPTIVE, ADAPTIVE_TAUS, Candidate, coarse_grid, family_of,
                                                neighbours, parse_label)
