@@ -358,7 +358,7 @@ class VideoPipeline:
             x = self._noise([r["seeds"][i] for i in idx], r["latent_shape"])
             scheduler.set_timesteps(sched.steps, static, device=self.device)
             if adaptive:
-                x, switch, table = self._denoise_adaptive(x, *rows, scheduler, sched, scale)
+                x, switch, table = self._denoise_adaptive(x, *rows, scheduler, sched, scale, progress)
                 for j, i in enumerate(idx):
                     realised[i], rates[i] = sched.realised(switch[j]), table[j].tolist()
                     (fracs[i],), (flops[i],) = self._flops(realised[i], r, [text_lens[i]], reference_steps, kw)
@@ -411,14 +411,20 @@ class VideoPipeline:
             self._graphs = StepGraphs(self.model, compile=self.compile_steps)
         return use and self._graphs.failed is None
 
-    def _denoise_adaptive(self, x, text, mask, scheduler: FlexiScheduler, sched: AdaptiveSchedule, scale: float):
+    def _denoise_adaptive(self, x, text, mask, scheduler: FlexiScheduler, sched: AdaptiveSchedule, scale: float,
+                          progress: bool):
         """``diffusion.adaptive.sample_adaptive`` on this model, graphed where the static loop would be:
         ``(latents, switch step per sample, rates (B, steps - 1))``."""
         from .diffusion.adaptive import sample_adaptive, step_runner
 
         x, text, mask = x.to(self.device), text.to(self.device), mask.to(self.device)
         run = step_runner(self.model, self._graphs if self._use_graphs() else None, text, mask, scheduler, scale)
-        return sample_adaptive(run, x, scheduler.sigmas, sched)
+        with tqdm(total=sched.steps, desc="denoising (adaptive)", disable=not progress, leave=False) as bar:
+            def shown(i, mode, idx, x_sub):  # the bar names each step's modes, one group at a time
+                bar.set_postfix(mode=mode, samples=len(idx))
+                bar.update(i + 1 - bar.n)
+                return run(i, mode, idx, x_sub)
+            return sample_adaptive(shown, x, scheduler.sigmas, sched)
 
     def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
         """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step; the

@@ -139,6 +139,13 @@ def test_graphed_trace_equals_eager_bitwise_on_a_mixed_batch(pipe):  # noqa: F81
     assert torch.equal(traced, eager)
 
 
+def test_progress_bar_names_the_modes(pipe, capsys):  # noqa: F811
+    pipe.sampling = "eager"
+    pipe("a b", schedule="adaptive:coarse_space:0:1", progress=True, **CLIP)
+    err = capsys.readouterr().err
+    assert "denoising (adaptive)" in err and "mode=coarse_space" in err and "mode=full" in err
+
+
 def test_static_scheduler_refuses_an_adaptive_spec():
     from flexivid.diffusion.scheduler import FlexiScheduler
 
