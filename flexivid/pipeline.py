@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .calibration import load_calibration
 from .config import AutoencoderConfig, ModelConfig, TextConfig
+from .diffusion.adaptive import AdaptiveSchedule
 from .diffusion.guidance import PromptText, guided_velocity, s2_from_s1
 from .diffusion.scheduler import FlexiScheduler
 from .diffusion.schedules import FULL, PatchSchedule, flops_fraction, parse_schedule, schedule_flops
@@ -174,7 +175,7 @@ class VideoPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         num_frames, height, width = pick(num_frames, d.num_frames), pick(height, d.height), pick(width, d.width)
-        steps = pick(steps, schedule.steps if isinstance(schedule, PatchSchedule) else d.steps)
+        steps = pick(steps, d.steps if schedule is None or isinstance(schedule, str) else schedule.steps)
         scale = d.guidance_scale if guidance_scale is None else float(guidance_scale)
         for name, v in (("num_frames", num_frames), ("height", height), ("width", width), ("steps", steps)):
             if int(v) != v or v < 1:
@@ -230,11 +231,12 @@ class VideoPipeline:
             r["guidance_scale"] = float(choice.guidance_scale)
         return choice, reference
 
-    def _recipe(self, schedule, r: dict) -> PatchSchedule:
+    def _recipe(self, schedule, r: dict) -> PatchSchedule | AdaptiveSchedule:
         """The patch schedule of a request, parsed from a spec and checked against the model and the clip."""
         modes, steps = self.model.modes, r["steps"]
         shape = (r["num_frames"], r["height"], r["width"])
-        sched = schedule if isinstance(schedule, PatchSchedule) else parse_schedule(schedule or FULL, steps, modes)
+        sched = parse_schedule(schedule or FULL, steps, modes) if schedule is None or isinstance(schedule, str) \
+            else schedule
         if sched.steps != steps:
             raise ValueError(f"the schedule has {sched.steps} steps but steps={steps}")
         for m in sorted(sched.modes_used):
@@ -319,7 +321,10 @@ class VideoPipeline:
             ([cond, guide] per step), flops_fraction (the largest over all prompts), flops_fractions / gflops (per
             generated prompt; fractions of full at the requested steps, or at the table's reference steps with
             compute), budget_rule (which rule picked the recipe, None without compute), guidance scales, seeds,
-            wall_clock_s.
+            wall_clock_s. An adaptive schedule (``diffusion.adaptive``) runs per sample: then modes is per generated
+            prompt, orders its realised order, rates its rate of change after each step >= 1, flops_fraction the
+            largest and flops_fraction_mean the mean over the generated prompts (before the call the only bound is
+            the all-full schedule).
         """
         start = time.perf_counter()
         # 1. check inputs
@@ -337,7 +342,11 @@ class VideoPipeline:
         scale = r["guidance_scale"]
         scheduler = FlexiScheduler(self.model.modes, self.defaults.shift if shift is None else shift,
                                    guided=scale != 1.0, weak_to_strong=weak_to_strong)
-        fracs, flops = self._flops(sched, r, text_lens, reference_steps, self._flops_kw(scale, weak_to_strong))
+        adaptive = isinstance(sched, AdaptiveSchedule)  # modes chosen per sample while sampling: FLOPs after it
+        kw = self._flops_kw(scale, weak_to_strong)
+        static = sched.upper_bound() if adaptive else sched
+        fracs, flops = self._flops(static, r, text_lens, reference_steps, kw)
+        realised, rates = {}, {}  # adaptive: per generated prompt
         rank, world = shard
         mine = list(range(rank, len(r["prompts"]), world))
         videos, bs = [], r["batch_size"]
@@ -347,17 +356,24 @@ class VideoPipeline:
             rows = (text, mask) if len(idx) == len(text) else (text[idx], mask[idx])  # every prompt: no gather
             # 4. latents, 5. denoising loop, 6. decode
             x = self._noise([r["seeds"][i] for i in idx], r["latent_shape"])
-            scheduler.set_timesteps(sched.steps, sched, device=self.device)
-            x = self._denoise(x, *rows, scheduler, scale, progress,
-                              "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}")
+            scheduler.set_timesteps(sched.steps, static, device=self.device)
+            if adaptive:
+                x, switch, table = self._denoise_adaptive(x, *rows, scheduler, sched, scale, progress)
+                for j, i in enumerate(idx):
+                    realised[i], rates[i] = sched.realised(switch[j]), table[j].tolist()
+                    (fracs[i],), (flops[i],) = self._flops(realised[i], r, [text_lens[i]], reference_steps, kw)
+            else:
+                x = self._denoise(x, *rows, scheduler, scale, progress,
+                                  "denoising" if n_batches == 1 else f"batch {b + 1}/{n_batches}")
             videos.append(self.autoencoder.decode(x).float().clamp(-1, 1).cpu())
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         kinds = [p.kind for p in scheduler.plans] if mine else []
         info = {
-            "indices": mine, "schedule": str(sched), "order": sched.order(),
-            "modes": [[c, g] for c, g in zip(sched.cond, sched.guide)], "step_kinds": kinds,
-            "flops_fraction": max(fracs), "flops_fractions": [fracs[i] for i in mine],
+            "indices": mine, "schedule": str(sched), "order": static.order(),
+            "modes": [[c, g] for c, g in zip(static.cond, static.guide)], "step_kinds": kinds,
+            "flops_fraction": max([fracs[i] for i in mine] if adaptive else fracs, default=0.0),
+            "flops_fractions": [fracs[i] for i in mine],
             "gflops": [flops[i] / 1e9 for i in mine], "guidance_scale": scale,
             "weak_guidance_scale": s2_from_s1(scale) if "weak_to_strong" in kinds else None,
             "steps": sched.steps, "seeds": [r["seeds"][i] for i in mine], "num_frames": r["num_frames"],
@@ -365,6 +381,12 @@ class VideoPipeline:
             "sampling": self._sampling_name(), "budget_rule": choice.describe(compute) if choice else None,
             "wall_clock_s": time.perf_counter() - start,
         }
+        if adaptive:  # what each sample ran (FLOPs above are of these), and its rate of change per step
+            orders = [realised[i].order() for i in mine]
+            info.update(order="; ".join(dict.fromkeys(orders)), orders=orders,
+                        modes=[[[c, g] for c, g in zip(realised[i].cond, realised[i].guide)] for i in mine],
+                        flops_fraction_mean=sum(fracs[i] for i in mine) / max(len(mine), 1),
+                        rates=[rates[i] for i in mine])
         empty = torch.empty(0, 3, r["num_frames"], r["height"], r["width"])
         if len(videos) == 1:  # one batch: cat would copy the whole video once more on the host
             return videos[0], info
@@ -388,6 +410,21 @@ class VideoPipeline:
 
             self._graphs = StepGraphs(self.model, compile=self.compile_steps)
         return use and self._graphs.failed is None
+
+    def _denoise_adaptive(self, x, text, mask, scheduler: FlexiScheduler, sched: AdaptiveSchedule, scale: float,
+                          progress: bool):
+        """``diffusion.adaptive.sample_adaptive`` on this model, graphed where the static loop would be:
+        ``(latents, switch step per sample, rates (B, steps - 1))``."""
+        from .diffusion.adaptive import sample_adaptive, step_runner
+
+        x, text, mask = x.to(self.device), text.to(self.device), mask.to(self.device)
+        run = step_runner(self.model, self._graphs if self._use_graphs() else None, text, mask, scheduler, scale)
+        with tqdm(total=sched.steps, desc="denoising (adaptive)", disable=not progress, leave=False) as bar:
+            def shown(i, mode, idx, x_sub):  # the bar names each step's modes, one group at a time
+                bar.set_postfix(mode=mode, samples=len(idx))
+                bar.update(i + 1 - bar.n)
+                return run(i, mode, idx, x_sub)
+            return sample_adaptive(shown, x, scheduler.sigmas, sched)
 
     def _denoise(self, x, text, mask, scheduler: FlexiScheduler, scale: float, progress: bool, desc: str):
         """The loop: ``x (B, C, T', H', W')`` float32 noise -> clean latents, one guided velocity per step; the

@@ -73,6 +73,19 @@ def test_writes_mp4_and_sidecar(checkpoint, tmp_path, capsys, schedule):
     assert f"schedule {schedule}" in printed and "wall-clock" in printed and f"{expected:.4f}" in printed
 
 
+def test_adaptive_schedule_logs_and_records_what_the_sample_ran(checkpoint, tmp_path, capsys):
+    ckpt, model = checkpoint
+    out = tmp_path / "clip.gif"
+    assert generate(ckpt, out, "--schedule", "adaptive:coarse_space:0") == 0  # TAU 0: weak from the head to the tail
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["schedule"] == "adaptive:coarse_space:0" and side["order"] == "full:1,coarse_space:1,full:1"
+    assert side["modes"] == [["full", "full"], ["coarse_space", "coarse_space"], ["full", "full"]]
+    kw = dict(model_config=model.config, modes=model.modes, latent_shape=(3, 4, 16, 16), text_len=text_len())
+    assert side["flops_fraction"] == flops_fraction(parse_schedule("full:1,coarse_space:1,full:1", 3, model.modes),
+                                                    **kw)
+    assert "prompt 0: ran full:1,coarse_space:1,full:1" in capsys.readouterr().out
+
+
 def test_compute_without_a_calibration_table_uses_the_named_fallback(checkpoint, tmp_path, capsys):
     ckpt, _ = checkpoint
     out = tmp_path / "budget.gif"
@@ -154,6 +167,7 @@ def test_seed_reproducibility_and_prompts_file(checkpoint, tmp_path):
     (["--schedule", "full", "--quality", "fvd"], "--quality applies to --compute only"),
     (["--schedule", "blurry:3"], "unknown mode 'blurry'"),
     (["--schedule", "coarse_time:1,full:1"], "sum to --steps=3"),
+    (["--schedule", "adaptive:coarse_space:fast"], "TAU must be a number >= 0 (or inf), got 'fast'"),
     (["--prompt", ""], "prompt 0 is empty"),
     (["--output", "{tmp}/clip.avi"], "unknown suffix"),
 ])

@@ -31,6 +31,10 @@ schedules (--schedule; default full):
                            x/y: full for the last X conditional and last Y guidance steps
   interleaved:A:B          weak modes by cost (coarse_space, then coarse_time): A and B steps, then full
   MODE:N,MODE:N,...        any order, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum to --steps)
+  adaptive:MODE:TAU[:HEAD[:TAIL]]
+                           per sample: HEAD full steps (default ceil(steps/10)), MODE while the latent's rate of
+                           change per unit sigma is >= TAU, then full (the last TAIL, default 1, always); logs each
+                           prompt's realised order and FLOPs
 --compute B picks the best measured schedule (steps, guidance) whose FLOPs are at most B x full's, from the
   calibration table tools/benchmark.py writes into the checkpoint folder; ties go to the cheaper schedule. With
   --optimize latency the budget is measured time over full's instead. Without a table: full@floor(B x steps).
@@ -223,6 +227,9 @@ def run(args) -> int:
     if info["budget_rule"]:
         print(f"{tag}{info['budget_rule']}")
     print(f"{tag}schedule: {info['schedule']} ({info['order']}), FLOPs {info['flops_fraction']:.4f} of full")
+    adaptive = "orders" in info  # per sample: each prompt's realised order and FLOPs
+    for j, i in enumerate(info["indices"] if adaptive else []):
+        print(f"{tag}  prompt {i}: ran {info['orders'][j]}, FLOPs {info['flops_fractions'][j]:.4f} of full")
     for j, i in enumerate(info["indices"]):
         write_video(paths[i], to_uint8(video[j]), fps=fps)
         sidecar = {
@@ -232,7 +239,8 @@ def run(args) -> int:
             "num_frames": info["num_frames"], "height": info["height"], "width": info["width"],
             "steps": info["steps"], "guidance_scale": info["guidance_scale"],
             "weak_guidance_scale": info["weak_guidance_scale"], "schedule": info["schedule"],
-            "order": info["order"], "modes": info["modes"], "flops_fraction": info["flops_fractions"][j],
+            "order": info["orders"][j] if adaptive else info["order"],
+            "modes": info["modes"][j] if adaptive else info["modes"], "flops_fraction": info["flops_fractions"][j],
             "gflops": info["gflops"][j], "wall_clock_s": info["wall_clock_s"],
         }
         atomic_write(paths[i].with_suffix(".json"), lambda tmp, s=sidecar: Path(tmp).write_text(json.dumps(s, indent=2, allow_nan=False)))

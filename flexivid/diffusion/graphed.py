@@ -90,8 +90,9 @@ class StepGraphs:
         self.pool = torch.cuda.graph_pool_handle() if backend == "cuda" else None
         self.failed: str | None = None  # why capture failed (then callers fall back to the eager loop)
         self._step = self.step
-        if compile:
+        if compile or backend == "trace":  # one graph per (plan, shape): adaptive sub-batches meet many shapes
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        if compile:
             if not isinstance(getattr(model, "_blocks_forward", None), _Disabled):
                 model._blocks_forward = _Disabled(model._blocks_forward)
             self._step = torch.compile(self.step, backend=compile, dynamic=False)

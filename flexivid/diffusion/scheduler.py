@@ -50,6 +50,9 @@ class FlexiScheduler:
             raise ValueError(f"steps must be a positive integer, got {n}")
         if not isinstance(schedule, PatchSchedule):
             schedule = parse_schedule(schedule, n, self.modes)
+        if not isinstance(schedule, PatchSchedule):
+            raise ValueError(f"schedule '{schedule}' is adaptive (chosen per sample while sampling): run it through "
+                             f"VideoPipeline, or give a static schedule here")
         if schedule.steps != n:
             raise ValueError(f"the schedule has {schedule.steps} steps but steps={n}")
         self.schedule = schedule

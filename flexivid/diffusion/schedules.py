@@ -14,6 +14,10 @@ A schedule spec (``--schedule`` on the CLI, ``schedule=`` in the pipeline) is on
     interleaved             the same in thirds
     MODE:N,MODE:N,...       any order for both branches, e.g. coarse_space:10,coarse_time:10,full:10 (counts sum
                             to the number of steps)
+    adaptive:MODE:TAU[:HEAD[:TAIL]]
+                            per sample: HEAD full steps, MODE while the latent's rate of change is >= TAU, then full
+                            (at least the last TAIL steps); an ``adaptive.AdaptiveSchedule``, not a static
+                            ``PatchSchedule`` (grammar and cost in ``diffusion.adaptive``)
 
 FLOPs follow the paper's "compute %" (App. C.1): denoiser forward FLOPs of both guidance branches over all steps,
 divided by the all-full schedule with the same steps and guidance. The null (unconditional) branch attends to one
@@ -133,8 +137,9 @@ def _check_mode(mode: str, modes: dict, spec: str) -> None:
         raise ValueError(f"schedule '{spec}': unknown mode '{mode}'; this model has modes: {', '.join(modes)}")
 
 
-def parse_schedule(spec: str, steps: int, modes: dict[str, tuple[int, int, int]]) -> PatchSchedule:
-    """Build a schedule from a spec string (grammar in the module docstring) for ``steps`` steps.
+def parse_schedule(spec: str, steps: int, modes: dict[str, tuple[int, int, int]]):
+    """Build a schedule from a spec string (grammar in the module docstring) for ``steps`` steps: a
+    ``PatchSchedule``, or an ``adaptive.AdaptiveSchedule`` for ``adaptive:...``.
 
     ``modes`` is the model's ``{name: patch}``. Raises a one-line ValueError naming the valid forms or modes.
     """
@@ -142,6 +147,10 @@ def parse_schedule(spec: str, steps: int, modes: dict[str, tuple[int, int, int]]
     head, *args = spec.split(":")
     if head == FULL and not args:
         return full_schedule(steps)
+    if head == "adaptive":
+        from .adaptive import parse_adaptive  # it builds on this module
+
+        return parse_adaptive(spec, steps, modes)
     if head == "weak_first":
         weak = cost_order(modes)
         if not weak:
@@ -167,8 +176,9 @@ def parse_schedule(spec: str, steps: int, modes: dict[str, tuple[int, int, int]]
     for part in spec.split(","):
         bits = part.strip().split(":")
         if len(bits) != 2:
-            raise ValueError(f"unknown schedule '{spec}'; use full, weak_first[:MODE[:K|:X/Y]], interleaved[:A:B] or "
-                             f"an order like {','.join(f'{m}:N' for m in [*cost_order(modes), FULL])}")
+            order = ",".join(f"{m}:N" for m in [*cost_order(modes), FULL])
+            raise ValueError(f"unknown schedule '{spec}'; use full, weak_first[:MODE[:K|:X/Y]], interleaved[:A:B], "
+                             f"adaptive:MODE:TAU[:HEAD[:TAIL]] or an order like {order}")
         _check_mode(bits[0], modes, spec)
         segments.append((bits[0], _int(bits[1], "step counts", spec)))
     return order_schedule(steps, segments, spec)

@@ -4,8 +4,9 @@ One run, within a time limit (``eval.frontier_budget``: a step starts only if it
 
 0. with FVD: detector features of the real reference, the real-vs-real floor set and the FVD response check;
 1. **screen** the coarse grid (``eval.frontier_search``: steps 6..30 x full, weak_first, the paper's x/y with
-   weak-to-strong guidance, interleaved, a custom order) on a few prompts x 1 seed, then its neighbours near the
-   Pareto front; the candidates within the headline budgets first, nearest below a budget first;
+   weak-to-strong guidance, interleaved, a custom order, full first, adaptive per sample: its FLOPs are those its
+   samples ran) on a few prompts x 1 seed, then its neighbours near the Pareto front; the candidates within the
+   headline budgets first, nearest below a budget first;
 2. optionally sweep the guidance scale of the front-line schedules on the same screen set;
 3. evaluate the **front line** (full@reference, the best FlexiDiT schedules, and full@N at their FLOPs) on every
    prompt x seed: per-attribute prompt fidelity, PSNR/SSIM against full@reference of the same prompt and seed,
@@ -31,6 +32,7 @@ import torch
 
 from ..config import DataConfig
 from ..data.synthetic import ATTRIBUTES, SyntheticVideoDataset, caption_for, plan_path, render_clip
+from ..diffusion.adaptive import AdaptiveSchedule
 from ..diffusion.schedules import flops_fraction, parse_schedule
 from ..pipeline import VideoPipeline
 from .fidelity import clip_scores
@@ -168,6 +170,7 @@ class Frontier:
         self.cuda = self.pipe.device.type == "cuda"
         self.executor = clip_workers(s.workers)
         self.references: dict[tuple[int, int], torch.Tensor] = {}
+        self.measured_flops: dict[Candidate, float] = {}  # adaptive candidates (``flops``)
         self.detector = None
         if s.fvd:  # tests pass a small stand-in detector (same interface as eval.fvd.compute_fvd's)
             from .i3d import load_i3d
@@ -198,7 +201,16 @@ class Frontier:
                 + self.budget.timing_reserve())
 
     def flops(self, c: Candidate) -> float:
-        """Fraction of full@reference FLOPs, the largest over the prompts' token counts (``diffusion.schedules``)."""
+        """Fraction of full@reference FLOPs, the largest over the prompts' token counts (``diffusion.schedules``);
+        of an adaptive candidate, the mean over the samples of its latest generation (the bound before it ran: all
+        full)."""
+        return self.measured_flops[c] if c in self.measured_flops else self._bound(c, low=False)
+
+    def flops_low(self, c: Candidate) -> float:
+        """``flops``, but the lower bound (weak until the tail) of an adaptive candidate that has not run yet."""
+        return self.measured_flops[c] if c in self.measured_flops else self._bound(c, low=True)
+
+    def _bound(self, c: Candidate, low: bool) -> float:
         if not hasattr(self, "_lengths"):  # FLOPs depend on a caption only through its token count
             _, mask = self.pipe.text_encoder.encode(self.captions)
             self._lengths = sorted({int(n) for n in mask.sum(1)})
@@ -207,6 +219,8 @@ class Frontier:
         model = self.pipe.model
         kw = self.pipe._flops_kw(self._scale(c), weak_to_strong=True)  # the pipeline's own FLOPs accounting
         sched = parse_schedule(c.spec, c.steps, model.modes)
+        if isinstance(sched, AdaptiveSchedule):
+            sched = sched.realised(c.steps) if low else sched.upper_bound()
         return max(flops_fraction(sched, model.config, model.modes, self._latent, n, **kw)
                    for n in self._lengths) * c.steps / self.s.steps
 
@@ -218,8 +232,10 @@ class Frontier:
         prompts = [self.captions[p] for p in range(n_prompts) for _ in range(n_seeds)]
         seeds = [self.s.seed + k * SEED_STRIDE + p for p in range(n_prompts) for k in range(n_seeds)]
         t0 = time.perf_counter()
-        videos, _ = self.pipe(prompts, steps=c.steps, schedule=c.spec, seed=seeds, batch_size=self.s.gen_batch,
-                              guidance_scale=self._scale(c), progress=False)
+        videos, info = self.pipe(prompts, steps=c.steps, schedule=c.spec, seed=seeds, batch_size=self.s.gen_batch,
+                                 guidance_scale=self._scale(c), progress=False)
+        if "flops_fraction_mean" in info:  # adaptive: what its samples ran, as a fraction of full@reference
+            self.measured_flops[c] = info["flops_fraction_mean"] * c.steps / self.s.steps
         self.budget.generation.add(time.perf_counter() - t0, len(videos) * self.flops(c))  # videos are on the CPU
         return videos
 

@@ -16,7 +16,7 @@ import torch
 
 from ..calibration import Calibration, Entry
 from ..data.synthetic import ATTRIBUTES
-from .frontier_search import BASELINE, baseline_for, best_full_within, pareto_front
+from .frontier_search import ADAPTIVE, BASELINE, baseline_for, best_full_within, pareto_front
 from .stats import mean_ci, paired_diff_ci
 
 FVD_TOLERANCE = 0.10  # headline target: FVD above the floor within 10% of full@reference's
@@ -67,6 +67,11 @@ def fvd_check(real: dict, reference, n: int, resamples: int) -> dict:
     return out
 
 
+def _flops_from(family: str) -> str:
+    """Where a row's FLOPs come from: its schedule, or (adaptive: chosen per sample) the mean its samples ran."""
+    return "measured mean over the samples" if family == ADAPTIVE else "schedule"
+
+
 def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
     """The report dict (``frontier.json``) from the screen and front-line measurements."""
     from .frontier import QUALITY, intervals
@@ -84,7 +89,8 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
         c = m.candidate
         row = {"label": c.label, "family": c.family, "spec": c.spec, "steps": c.steps, "guidance": c.guidance,
                "flops_fraction": m.flops, "n_prompts": m.scores["fidelity"].shape[0],
-               "n_seeds": m.scores["fidelity"].shape[1], "timings": m.timings, "gen_seconds": m.seconds}
+               "n_seeds": m.scores["fidelity"].shape[1], "timings": m.timings, "gen_seconds": m.seconds,
+               "flops_from": _flops_from(c.family)}
         key = ("intervals", ref_final is not None)  # bootstraps: once per row, not once per rewrite
         iv = m.cache[key] = m.cache.get(key) or intervals(m, ref_final)
         row["metrics"], row["vs_reference"] = iv["metrics"], iv.get("vs", {})
@@ -123,6 +129,7 @@ def summarize(s, fr, screened: list, final: list, real: dict | None) -> dict:
         with np.errstate(invalid="ignore"):  # per prompt (seed mean): paired comparisons from the JSON alone
             per_prompt = np.nanmean(m.scores[s.quality], axis=1)
         screen.append({"label": m.candidate.label, "family": m.candidate.family, "flops_fraction": m.flops,
+                       "flops_from": _flops_from(m.candidate.family),
                        "quality": q, "vs_reference": d, "scores": [round(float(v), 5) for v in per_prompt]})
     front = set(pareto_front([r["flops_fraction"] for r in screen], [r["quality"]["mean"] for r in screen], hib))
     for i, r in enumerate(screen):

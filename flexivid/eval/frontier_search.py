@@ -6,7 +6,9 @@ order of use to the headline and within the run's time budget.
 
 A candidate is a schedule spec (``diffusion.schedules`` grammar) at ``N`` steps and a guidance scale; its label is
 ``SPEC@N`` (``full@10`` is ten full steps) with ``/cfgS`` appended when the scale is not the run's default. FLOPs are
-fractions of full at the reference steps, so ``full@N`` costs ``N / reference``.
+fractions of full at the reference steps, so ``full@N`` costs ``N / reference``. An adaptive candidate
+(``diffusion.adaptive``) costs what its samples ran: unknown before it runs, so the screen places it by its lower bound
+(weak until the tail) and every table by its measured mean (``Frontier.flops``).
 """
 from __future__ import annotations
 
@@ -54,6 +56,12 @@ def parse_label(label: str, default_steps: int) -> Candidate:
 
 
 FULL_FIRST = "full first"
+ADAPTIVE = "adaptive"
+# TAU values of the adaptive family (rate of change per unit sigma, ``diffusion.adaptive``): on the shipped model's
+# curves of its cheapest weak mode (docs/results/adaptive_cpu) they are crossed near sigma 0.8, 0.65 and 0.3, i.e.
+# a short, a middle and a long weak run; a neighbour is one notch (x or / ADAPTIVE_NOTCH) away.
+ADAPTIVE_TAUS = (0.6, 1.2, 2.4)
+ADAPTIVE_NOTCH = 2 ** 0.5
 
 
 def family_of(spec: str) -> str:
@@ -64,6 +72,8 @@ def family_of(spec: str) -> str:
         return BASELINE
     if head == FULL and "," in spec:
         return FULL_FIRST
+    if head == ADAPTIVE:
+        return ADAPTIVE
     if head == "weak_first":
         if len(args) > 1 and "/" in args[1]:
             return f"x/y weak-to-strong {args[0]}"
@@ -107,6 +117,9 @@ def family_specs(n: int, modes: dict) -> list[str]:
     k = round(2 * n / 3)
     if n >= 4 and head + k < n:
         specs.append(f"{FULL}:{head},{cheap}:{k},{FULL}:{n - head - k}")
+    # Adaptive: the same full head, then the cheapest weak mode per sample until its latent settles (TAU), full after.
+    if n >= 3:
+        specs += [f"{ADAPTIVE}:{cheap}:{tau:g}" for tau in ADAPTIVE_TAUS]
     return list(dict.fromkeys(specs))
 
 
@@ -126,6 +139,10 @@ def neighbours(c: Candidate, modes: dict, reference: int) -> list[Candidate]:
         out += [Candidate(f"weak_first:{args[0]}:{k}", c.steps, c.guidance) for k in (int(args[1]) - 1,
                                                                                        int(args[1]) + 1)
                 if 1 <= k < c.steps]
+    elif head == ADAPTIVE and len(args) >= 2:
+        tau = float(args[1])
+        out += [Candidate(":".join([head, args[0], f"{t:.3g}", *args[2:]]), c.steps, c.guidance)
+                for t in (tau / ADAPTIVE_NOTCH, tau * ADAPTIVE_NOTCH) if math.isfinite(t) and t > 0]
     elif head == "interleaved" and len(args) == 2:
         a, b = int(args[0]), int(args[1])
         for da, db in ((1, 0), (-1, 0), (0, 1), (0, -1)):
@@ -140,6 +157,10 @@ def _rescale(spec: str, n_from: int, n_to: int) -> str:
         return FULL
     head, *args = spec.split(":")
     scale = lambda k: max(1, round(int(k) * n_to / n_from))  # noqa: E731
+    if head == ADAPTIVE:  # TAU is per unit sigma: the same at any N; an explicit HEAD keeps its share
+        if len(args) >= 3:
+            args[2] = str(min(n_to, max(0, round(int(args[2]) * n_to / n_from))))
+        return ":".join([head, *args])
     if head == "weak_first" and len(args) == 2:
         if "/" in args[1]:
             x, y = (min(n_to, scale(v)) for v in args[1].split("/"))
@@ -244,9 +265,10 @@ def screen(fr: Frontier, log=print) -> list[Measured]:
     modes = fr.pipe.model.modes
     grid = [c for c in coarse_grid(modes, s.step_grid) if c.steps <= s.steps]
     top = max(s.budgets)
-    inside = [Candidate("full", s.steps)] + sorted((c for c in grid if fr.flops(c) <= top + 1e-9),
-                                                   key=lambda c: _slack(fr.flops(c), s.budgets))
-    outside = sorted((c for c in grid if fr.flops(c) > top + 1e-9), key=fr.flops)
+    low = fr.flops_low  # an adaptive candidate's FLOPs are known after it ran: place it by its lower bound
+    inside = [Candidate("full", s.steps)] + sorted((c for c in grid if low(c) <= top + 1e-9),
+                                                   key=lambda c: _slack(low(c), s.budgets))
+    outside = sorted((c for c in grid if low(c) > top + 1e-9), key=low)
     done: dict[Candidate, Measured] = {}
 
     def run(cands, stage: str) -> bool:
@@ -266,7 +288,7 @@ def screen(fr: Frontier, log=print) -> list[Measured]:
         q = [float(np.nanmean(m.scores[s.quality])) for m in rows]
         near = [n for i in pareto_front([m.flops for m in rows], q, QUALITY[s.quality])
                 for n in neighbours(rows[i].candidate, modes, s.steps)]
-        return [c for c in dict.fromkeys(near) if c not in done and fr.flops(c) <= limit + 1e-9]
+        return [c for c in dict.fromkeys(near) if c not in done and low(c) <= limit + 1e-9]
 
     ok = run(inside, "the grid within budget")
     ok = ok and (not s.refine or run(near_front(top), "the refinement within budget"))

@@ -155,6 +155,9 @@ class FlexiWanTransformer(FlexiHost):
             if steps is None:
                 raise ValueError("a schedule spec needs steps= (the pipeline's num_inference_steps)")
             schedule = parse_schedule(schedule, steps, self.modes)
+        if schedule is not None and not isinstance(schedule, PatchSchedule):
+            raise ValueError(f"schedule '{schedule}' is adaptive (chosen per sample while sampling, VideoPipeline "
+                             f"only); give the Wan integration a static schedule")
         for m in schedule.modes_used if schedule is not None else ():
             self.check_mode(m)
         self.schedule = schedule
