@@ -341,6 +341,9 @@ def test_kernel_categoriser_groups_rows_and_keeps_the_total():
     }
     for name, cat in names.items():
         assert categorise(name) == cat, name
+    # an Inductor kernel names its source ops: a fused QK-norm + RoPE feeding the attention is still element-wise
+    fused = "triton_red_fused__fused_rms_norm__scaled_dot_product_cudnn_attention__to_copy_add_mul_permute_select_1"
+    assert categorise(fused) == "norm+elementwise"
     rows = [(n, float(i + 1)) for i, n in enumerate(names)] + [("aten::add", 100.0)]
     g = group(rows)
     assert list(g) == [*CATEGORIES, "total"]

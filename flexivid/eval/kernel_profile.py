@@ -17,9 +17,13 @@ from .timing import synchronize
 
 CATEGORIES = ("matmul", "attention", "norm+elementwise", "copies", "other")
 
-# First match wins, so the order matters: cutlass/cuDNN attention kernels name "cutlass" or "gemm"-like parts,
-# Inductor's matmul templates start with "triton_tem_", and a copy kernel is an elementwise kernel by its name.
+# First match wins, so the order matters: Inductor's fused kernels ("triton_poi_" / "triton_red_" / "triton_per_")
+# are element-wise or reductions whatever source ops their names list (a QK-norm + RoPE kernel names
+# "scaled_dot_product" because its output feeds the attention), cutlass/cuDNN attention kernels name "cutlass" or
+# "gemm"-like parts, Inductor's matmul templates start with "triton_tem_", and a copy kernel is an elementwise kernel
+# by its name.
 _RULES = (
+    ("norm+elementwise", ("triton_poi_", "triton_red_", "triton_per_")),
     ("attention", ("flash", "fmha", "efficient_attention", "attention", "sdpa", "attn")),
     ("matmul", ("gemm", "cutlass", "cublas", "nvjet", "xmma", "triton_tem_", "aten::mm", "aten::addmm", "aten::bmm",
                 "aten::baddbmm", "aten::linear", "aten::matmul", "aten::convolution", "aten::mkldnn_convolution")),
