@@ -107,3 +107,29 @@ def test_an_exact_tie_is_a_tie_not_a_win_for_either():
     table = "\n".join(headline_table({"settings": SETTINGS, "quality": "fidelity", "rows": rows,
                                       "headline": headline(rows, SETTINGS)}))
     assert "fewer steps ties at this budget: ≈ +0.000" in table and "wins or ties" not in table
+
+
+def test_replot_draws_two_rows_of_one_family_at_the_same_cost(tmp_path):
+    import tools.benchmark as bench
+
+    src = Path(__file__).resolve().parents[1] / "docs/results/frontier_v4_tails/frontier.json"
+    report = json.loads(src.read_text())
+    costs = [r["flops_fraction"] for r in report["rows"] if r["family"] == "full first"]
+    assert len(costs) > len(set(round(c, 12) for c in costs))  # the case the plot once failed on
+    shutil.copy(src, tmp_path / "frontier.json")
+    assert bench.main(["--replot", "--output", str(tmp_path)]) == 0
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    assert "full:1,coarse_space:8,full:5@14" in (tmp_path / "frontier.md").read_text()
+
+
+def test_fvd_verdict_needs_apart_intervals_and_lower_wins():
+    from flexivid.eval.frontier_render import fvd_verdict
+
+    def row(label, mean, low, high):
+        return {"label": label, "fvd": {"above_floor": mean, "fvd": {"low": low, "high": high}}}
+
+    assert "fewer steps wins, 658.9 vs full@10's 143.5" in fvd_verdict(row("a", 658.9, 600, 700),
+                                                                      row("full@10", 143.5, 120, 190))
+    assert "FlexiDiT wins" in fvd_verdict(row("a", 100, 90, 110), row("full@10", 143.5, 120, 190))
+    assert "tie (intervals overlap)" in fvd_verdict(row("a", 150, 130, 170), row("full@10", 143.5, 120, 190))
+    assert fvd_verdict({"label": "a"}, row("full@10", 143.5, 120, 190)) == ""  # a run without FVD says nothing

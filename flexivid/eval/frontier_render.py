@@ -82,6 +82,19 @@ def fewer_steps_verdict(f: dict | None) -> str:
             f"unpaired (overlapping intervals are a tie)")
 
 
+def fvd_verdict(mine: dict | None, full: dict | None) -> str:
+    """The same comparison on FVD above the floor (lower is better): apart intervals decide, overlapping ones tie
+    (the two FVDs are drawn on different clips, so no paired interval exists)."""
+    a, b = (mine or {}).get("fvd"), (full or {}).get("fvd")
+    if not a or not b:
+        return ""
+    ia, ib = a["fvd"], b["fvd"]
+    word = ("FlexiDiT wins" if ia["high"] < ib["low"] else "fewer steps wins" if ib["high"] < ia["low"]
+            else "tie (intervals overlap)")
+    return (f"; on FVD - floor: {word}, {_num(a['above_floor'], 1)} vs {full['label']}'s "
+            f"{_num(b['above_floor'], 1)}")
+
+
 def headline_table(report: dict) -> list[str]:
     """Per budget: the best FlexiDiT schedule beside fewer full steps at equal FLOPs, the best full@N within the
     budget (fewer steps at the same budget) and full@reference, with intervals; each target as met or missed by how
@@ -123,10 +136,12 @@ def headline_table(report: dict) -> list[str]:
                          f"{100 * r['flops_fraction']:.1f}", _iv(r["metrics"][q]), fvd] +
                         [_num(r["speedups"].get(k), 2) for k in keys] +
                         ([_target(attrs, "attrs"), _target(t.get("fvd"), "fvd"),
-                          _target(t.get("better_than_baseline"), "baseline"), fewer_steps_verdict(f)]
+                          _target(t.get("better_than_baseline"), "baseline"),
+                          fewer_steps_verdict(f) + fvd_verdict(r, by.get(f.get("full")))]
                          if mine else ["", "", "", ""]))
+        fvd = fvd_verdict(by.get(h["schedule"]), by.get(f.get("full")))
         notes.append(f"- <= {h['budget']}: **{h['schedule']}** against {f.get('full') or 'full@N'}, the most full "
-                     f"steps within the budget: {fewer_steps_verdict(f)}.")
+                     f"steps within the budget, on {q}: {fewer_steps_verdict(f)}{fvd}.")
     return _table(head, body) + ([""] + notes if notes else [])
 
 
@@ -273,7 +288,9 @@ def plot(report: dict, path: Path) -> None:
             for r in report.get("screen", []):
                 ax.plot(r["flops_fraction"], r["quality"]["mean"], ".", color=colours[r["family"]], alpha=0.3)
         for fam in families:
-            pts = sorted((cost(r, key), r) for r in rows if r["family"] == fam and cost(r, key))
+            # by cost only: two rows of one family can cost the same (then the tuple would compare the row dicts)
+            pts = sorted(((cost(r, key), r) for r in rows if r["family"] == fam and cost(r, key)),
+                         key=lambda p: p[0])
             for x, r in pts:
                 m, tie = r["metrics"][q], r["vs_reference"].get(q)
                 hollow = tie is not None and tie["low"] <= 0 <= tie["high"]
