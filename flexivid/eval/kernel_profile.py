@@ -13,7 +13,7 @@ from collections import defaultdict
 import torch
 
 from .kernels import KERNEL_CASES, build_case, runner, weak_modes
-from .timing import synchronize
+from .timing import profiled_events
 
 CATEGORIES = ("matmul", "attention", "norm+elementwise", "copies", "other")
 
@@ -69,16 +69,9 @@ def top_kernels(rows, n: int = 10) -> list[dict]:
 def profile_rows(fn) -> list[tuple[str, float]]:
     """One profiled call of ``fn`` after one unprofiled one: ``(kernel name, us)`` per CUDA kernel on the GPU,
     ``(op name, self us)`` per CPU op on the CPU."""
-    from torch.profiler import ProfilerActivity, profile
-
     cuda = torch.cuda.is_available()
-    fn()
-    synchronize()
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        fn()
-        synchronize()
     want = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
-    events = [e for e in prof.events() if getattr(e, "device_type", None) == want]
+    events = [e for e in profiled_events(fn)[0] if getattr(e, "device_type", None) == want]
     if cuda:
         return [(e.name, e.time_range.end - e.time_range.start) for e in events]
     return [(e.name, e.self_cpu_time_total) for e in events]

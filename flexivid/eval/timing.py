@@ -106,6 +106,22 @@ def _union_us(intervals: list[tuple[float, float]]) -> float:
     return total + (cur_e - cur_s if cur_e is not None else 0.0)
 
 
+def profiled_events(fn: Callable[[], object]):
+    """``(events, wall seconds)`` of one profiled call of ``fn`` (host to final sync), after one unprofiled warm-up
+    call: CPU ops, and CUDA kernels where there is a GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    synchronize()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        fn()
+        synchronize()
+        wall = time.perf_counter() - t0
+    return prof.events(), wall
+
+
 def busy_profile(fn: Callable[[], object]) -> dict:
     """One profiled call of ``fn`` (after one unprofiled warm-up call).
 
@@ -113,18 +129,8 @@ def busy_profile(fn: Callable[[], object]) -> dict:
     the CPU), ``busy_fraction`` (None when a CUDA run shows no kernel records), ``host_ops_ms`` (CPU time of the top-level torch ops the host dispatched) and the
     kernel count. The profiler adds host cost of its own, so ``busy_fraction`` is a lower bound.
     """
-    from torch.profiler import ProfilerActivity, profile
-
     cuda = torch.cuda.is_available()
-    fn()
-    synchronize()
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=acts) as prof:
-        t0 = time.perf_counter()
-        fn()
-        synchronize()
-        wall = time.perf_counter() - t0
-    events = prof.events()
+    events, wall = profiled_events(fn)
     kernels = [(e.time_range.start, e.time_range.end) for e in events
                if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
     host_ops = sum(e.cpu_time_total for e in events if e.cpu_parent is None
@@ -139,15 +145,7 @@ def busy_profile(fn: Callable[[], object]) -> dict:
 def op_counts(fn: Callable[[], object]) -> dict:
     """What one call of ``fn`` launches (after one unprofiled warm-up call): ``kernels`` (CUDA kernels, those of a graph
     replay included; 0 on the CPU) and ``aten_ops`` (top-level aten ops the host dispatched; a replay has none)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = torch.cuda.is_available()
-    fn()
-    synchronize()
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        fn()
-        synchronize()
-    events = prof.events()
+    events, _ = profiled_events(fn)
     kernels = sum(getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA for e in events)
     top = sum(e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
               for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CPU)
